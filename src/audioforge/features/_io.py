@@ -1,0 +1,58 @@
+"""Input handling shared by the feature functions: accept numpy or torch, return the kind given."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..audio import validate_audio
+from ..errors import InvalidParameterError
+
+__all__ = ["as_tensor", "check_positive_int", "check_finite_number"]
+
+
+def as_tensor(
+    y: Any, *, name: str = "y", min_samples: int = 1, check_finite: bool = True
+) -> tuple[torch.Tensor, Callable[[torch.Tensor], Any]]:
+    """Validate ``y`` and return it as a float tensor plus a function that converts a result back.
+
+    numpy input gives numpy output (float32 stays float32, float64 stays float64); torch input keeps its device,
+    dtype and autograd graph. Validation runs only when ``check_finite`` is True, because checking every sample for
+    NaN forces a host sync (nn.Module transforms skip it so they can run inside CUDA graphs).
+    """
+    if isinstance(y, torch.Tensor):
+        if check_finite:
+            validate_audio(y, name=name, min_samples=min_samples)
+        return y, lambda t: t
+    if isinstance(y, np.ndarray):
+        validate_audio(y, name=name, min_samples=min_samples)
+        t = torch.from_numpy(np.ascontiguousarray(y))
+
+        def back(out: torch.Tensor) -> np.ndarray:
+            return out.detach().cpu().numpy()
+
+        return t, back
+    raise InvalidParameterError(f"{name} must be a numpy array or torch tensor, got {type(y).__name__}")
+
+
+def check_positive_int(value: Any, name: str, *, allow_none: bool = False, minimum: int = 1) -> Any:
+    """Return ``value`` if it is an int >= ``minimum`` (or None when allowed), else raise InvalidParameterError."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise InvalidParameterError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def check_finite_number(value: Any, name: str, *, minimum: float | None = None, allow_none: bool = False) -> Any:
+    """Return ``value`` as float if finite (and >= ``minimum``), else raise InvalidParameterError."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or not np.isfinite(value):
+        raise InvalidParameterError(f"{name} must be a finite number, got {value!r}")
+    if minimum is not None and value < minimum:
+        raise InvalidParameterError(f"{name} must be >= {minimum}, got {value!r}")
+    return float(value)
