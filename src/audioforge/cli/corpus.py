@@ -1,0 +1,13 @@
+"""``audioforge corpus ...``: the offline dataset generators. Each generator module adds one command to ``corpus_app``."""
+
+from __future__ import annotations
+
+import typer
+
+from . import app
+
+corpus_app = typer.Typer(help="Generate offline corpora (speech, instruments, sound events) with JSONL manifests.",
+                         no_args_is_help=True)
+app.add_typer(corpus_app, name="corpus")
+
+# Generator command modules register themselves on import (one line each):
