@@ -39,7 +39,7 @@ def get_window(
             )
         return w.to(dtype)
     if not isinstance(window, str) or window not in _NAMES:
-        raise InvalidParameterError(f"unknown window {window!r}; use one of {list(_NAMES)} or pass an array")
+        return _scipy_window(window, win_length, fftbins=fftbins).to(dtype)
     if win_length < 1:
         raise InvalidParameterError(f"win_length must be >= 1, got {win_length}")
     if win_length == 1:
@@ -60,6 +60,18 @@ def get_window(
     else:
         w = torch.ones(win_length, dtype=torch.float64)
     return w.to(dtype)
+
+
+def _scipy_window(window: object, win_length: int, *, fftbins: bool) -> torch.Tensor:
+    import scipy.signal
+
+    try:
+        w = scipy.signal.get_window(window, win_length, fftbins=fftbins)
+    except (ValueError, TypeError) as exc:
+        raise InvalidParameterError(
+            f"unknown window {window!r} ({exc}); use one of {list(_NAMES)}, a scipy.signal window, or an array"
+        ) from exc
+    return torch.from_numpy(np.asarray(w, dtype=np.float64))
 
 
 def pad_center(w: torch.Tensor, size: int) -> torch.Tensor:

@@ -1,0 +1,288 @@
+"""Mel spectrogram, decibel conversions and MFCC with librosa's names, keyword arguments and defaults.
+
+Unlike librosa these functions cache the window, mel basis and DCT matrix, run on any torch device, keep autograd,
+and stay in float64 end to end when given float64 (librosa builds a float32 mel basis by default even then).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..errors import InvalidParameterError
+from ._io import as_tensor, check_finite_number, check_positive_int
+from .mel import mel_filterbank_tensor
+from .stft import PAD_MODES, frame_signal, resolve_frame_params, stft_window
+
+__all__ = [
+    "power_spectrogram",
+    "melspectrogram",
+    "power_to_db",
+    "amplitude_to_db",
+    "db_to_power",
+    "db_to_amplitude",
+    "mfcc",
+    "dct_matrix",
+]
+
+
+def _check_pad_mode(pad_mode: str, center: bool) -> None:
+    if center and pad_mode not in PAD_MODES:
+        raise InvalidParameterError(
+            f"pad_mode={pad_mode!r} is not supported for centred frames; use one of {list(PAD_MODES)}"
+        )
+
+
+def _check_power(power: Any) -> float:
+    p = check_finite_number(power, "power")
+    if p <= 0:
+        raise InvalidParameterError(f"power must be > 0 (1 for magnitude, 2 for power), got {power!r}")
+    return p
+
+
+def power_spectrogram_frames(
+    y: torch.Tensor,
+    *,
+    n_fft: int,
+    hop_length: int,
+    win_length: int,
+    window: Any,
+    center: bool,
+    pad_mode: str,
+    power: float,
+) -> torch.Tensor:
+    """``|STFT|**power`` of a validated tensor, time-major: ``(..., n_frames, 1 + n_fft // 2)``."""
+    win = stft_window(window, win_length, n_fft, dtype=y.dtype, device=y.device)
+    frames = frame_signal(y, n_fft=n_fft, hop_length=hop_length, center=center, pad_mode=pad_mode)
+    spec = torch.fft.rfft(frames * win, dim=-1)
+    if power == 2.0:
+        return spec.real.square() + spec.imag.square()
+    mag = spec.abs()
+    return mag if power == 1.0 else mag**power
+
+
+def power_spectrogram(
+    y: Any,
+    *,
+    n_fft: int = 2048,
+    hop_length: int | None = None,
+    win_length: int | None = None,
+    window: Any = "hann",
+    center: bool = True,
+    pad_mode: str = "constant",
+    power: float = 2.0,
+) -> Any:
+    """``np.abs(librosa.stft(y, ...)) ** power``, shape ``(..., 1 + n_fft // 2, n_frames)``."""
+    n_fft, hop_length, win_length = resolve_frame_params(n_fft, hop_length, win_length)
+    _check_pad_mode(pad_mode, center)
+    power = _check_power(power)
+    yt, back = as_tensor(y)
+    S = power_spectrogram_frames(yt, n_fft=n_fft, hop_length=hop_length, win_length=win_length, window=window,
+                                 center=center, pad_mode=pad_mode, power=power)
+    return back(S.transpose(-1, -2))
+
+
+def melspectrogram(
+    y: Any = None,
+    *,
+    sr: float = 22050,
+    S: Any = None,
+    n_fft: int = 2048,
+    hop_length: int = 512,
+    win_length: int | None = None,
+    window: Any = "hann",
+    center: bool = True,
+    pad_mode: str = "constant",
+    power: float = 2.0,
+    n_mels: int = 128,
+    fmin: float = 0.0,
+    fmax: float | None = None,
+    htk: bool = False,
+    norm: str | float | None = "slaney",
+    dtype: Any = None,
+) -> Any:
+    """Mel-scaled spectrogram, equal to ``librosa.feature.melspectrogram`` with the same arguments.
+
+    Parameters
+    ----------
+    y
+        Samples ``(..., n)`` (numpy or torch), or None when ``S`` is given.
+    sr
+        Sample rate.
+    S
+        A precomputed ``|STFT|**power`` spectrogram ``(..., 1 + n_fft // 2, t)``; ``n_fft`` is inferred from it.
+    n_fft, hop_length, win_length, window, center, pad_mode, power
+        STFT settings, librosa's defaults (hop 512, ``pad_mode='constant'``, power 2).
+    n_mels, fmin, fmax, htk, norm
+        Mel filterbank settings (:func:`audioforge.features.mel_filterbank`).
+    dtype
+        dtype of the mel basis; default: the input's float dtype (librosa uses float32 unless told otherwise).
+
+    Returns
+    -------
+    Mel spectrogram of shape ``(..., n_mels, n_frames)``, the same kind (numpy/torch) and dtype as the input.
+    """
+    if S is not None:
+        St, back = as_tensor(S, name="S", min_samples=0)
+        n_fft = 2 * (St.shape[-2] - 1) if St.dim() >= 2 else 0
+        if St.dim() < 2 or n_fft < 2:
+            raise InvalidParameterError(f"S must have shape (..., 1 + n_fft // 2, t), got {tuple(St.shape)}")
+        St = St.transpose(-1, -2)
+    elif y is None:
+        raise InvalidParameterError("pass either y (samples) or S (a power spectrogram)")
+    else:
+        n_fft, hop_length, win_length = resolve_frame_params(n_fft, hop_length, win_length)
+        _check_pad_mode(pad_mode, center)
+        power = _check_power(power)
+        yt, back = as_tensor(y)
+        St = power_spectrogram_frames(yt, n_fft=n_fft, hop_length=hop_length, win_length=win_length, window=window,
+                                      center=center, pad_mode=pad_mode, power=power)
+    basis_dtype = St.dtype if dtype is None else (torch.float64 if np.dtype(dtype) == np.float64 else torch.float32)
+    basis = mel_filterbank_tensor(sr=sr, n_fft=n_fft, n_mels=check_positive_int(n_mels, "n_mels"), fmin=fmin,
+                                  fmax=fmax, htk=htk, norm=norm, dtype=basis_dtype, device=St.device)
+    mel = torch.matmul(St, basis.to(St.dtype).T) if basis.dtype != St.dtype else torch.matmul(St, basis.T)
+    return back(mel.transpose(-1, -2))
+
+
+_MAX_REFS = (np.max, np.amax, torch.max, torch.amax, max)
+
+
+def _ref_value(ref: Any, magnitude: torch.Tensor) -> torch.Tensor:
+    if isinstance(ref, str):
+        if ref != "max":
+            raise InvalidParameterError(f"ref={ref!r}; use a number, 'max', or a callable such as np.max")
+        return magnitude.amax()
+    if callable(ref):
+        if ref in _MAX_REFS:
+            return magnitude.amax()
+        value = ref(magnitude)
+        return torch.as_tensor(np.asarray(value) if not isinstance(value, torch.Tensor) else value,
+                               dtype=magnitude.dtype, device=magnitude.device)
+    return torch.as_tensor(abs(check_finite_number(ref, "ref")), dtype=magnitude.dtype, device=magnitude.device)
+
+
+def _to_db(magnitude: torch.Tensor, ref_value: torch.Tensor, amin: float, top_db: float | None) -> torch.Tensor:
+    amin_t = torch.as_tensor(amin, dtype=magnitude.dtype, device=magnitude.device)
+    log_spec = 10.0 * torch.log10(torch.maximum(magnitude, amin_t))
+    log_spec = log_spec - 10.0 * torch.log10(torch.maximum(ref_value, amin_t))
+    if top_db is not None:
+        log_spec = torch.maximum(log_spec, log_spec.amax() - top_db)
+    return log_spec
+
+
+def _db_args(amin: Any, top_db: Any) -> tuple[float, float | None]:
+    amin = check_finite_number(amin, "amin")
+    if amin <= 0:
+        raise InvalidParameterError(f"amin must be strictly positive, got {amin}")
+    if top_db is not None:
+        top_db = check_finite_number(top_db, "top_db")
+        if top_db < 0:
+            raise InvalidParameterError(f"top_db must be non-negative (or None to disable), got {top_db}")
+    return amin, top_db
+
+
+def _magnitude_input(S: Any, name: str = "S") -> tuple[torch.Tensor, Any]:
+    if isinstance(S, np.ndarray) and np.iscomplexobj(S):
+        S = np.abs(S)
+    elif isinstance(S, torch.Tensor) and torch.is_complex(S):
+        S = S.abs()
+    return as_tensor(S, name=name, min_samples=0)
+
+
+def power_to_db(S: Any, *, ref: Any = 1.0, amin: float = 1e-10, top_db: float | None = 80.0) -> Any:
+    """``10 * log10(S / ref)`` with librosa's clamps: ``max(S, amin)``; values below ``max - top_db`` raised to it.
+
+    The ``top_db`` floor uses the maximum over the whole input (librosa's semantics); use :class:`LogMel` with
+    ``top_db_per_example=True`` for a per-example floor. ``ref`` may be a number, ``"max"``, or a callable.
+    """
+    amin, top_db = _db_args(amin, top_db)
+    St, back = _magnitude_input(S)
+    return back(_to_db(St, _ref_value(ref, St), amin, top_db))
+
+
+def amplitude_to_db(S: Any, *, ref: Any = 1.0, amin: float = 1e-5, top_db: float | None = 80.0) -> Any:
+    """``20 * log10(|S| / ref)`` with librosa's clamps (``power_to_db`` of ``|S|**2``, ``ref**2``, ``amin**2``)."""
+    amin, top_db = _db_args(amin, top_db)
+    St, back = _magnitude_input(S)
+    ref_value = _ref_value(ref, St)
+    return back(_to_db(St.square(), ref_value.square(), amin**2, top_db))
+
+
+def db_to_power(S_db: Any, *, ref: float = 1.0) -> Any:
+    """Inverse of :func:`power_to_db` (without the clamps): ``ref * 10 ** (S_db / 10)``."""
+    St, back = as_tensor(S_db, name="S_db", min_samples=0)
+    return back(ref * torch.pow(10.0, St * 0.1))
+
+
+def db_to_amplitude(S_db: Any, *, ref: float = 1.0) -> Any:
+    """Inverse of :func:`amplitude_to_db`: ``ref * 10 ** (S_db / 20)``."""
+    St, back = as_tensor(S_db, name="S_db", min_samples=0)
+    return back(ref * torch.pow(10.0, St * 0.05))
+
+
+@functools.lru_cache(maxsize=32)
+def _dct_np(n_in: int, n_out: int, dct_type: int, norm: str | None) -> np.ndarray:
+    import scipy.fft
+
+    # Column j of the identity's DCT is the DCT basis applied to e_j: the exact matrix scipy computes.
+    full = scipy.fft.dct(np.eye(n_in), type=dct_type, norm=norm, axis=0)
+    return np.ascontiguousarray(full[:n_out])
+
+
+def dct_matrix(
+    n_in: int, n_out: int | None = None, *, dct_type: int = 2, norm: str | None = "ortho",
+    dtype: torch.dtype = torch.float64, device: Any = "cpu",
+) -> torch.Tensor:
+    """The ``(n_out, n_in)`` matrix of ``scipy.fft.dct(x, type=dct_type, norm=norm)`` truncated to ``n_out`` rows."""
+    n_in = check_positive_int(n_in, "n_in")
+    n_out = n_in if n_out is None else check_positive_int(n_out, "n_mfcc")
+    if n_out > n_in:
+        raise InvalidParameterError(f"n_mfcc={n_out} cannot exceed the number of mel bands ({n_in})")
+    if dct_type not in (1, 2, 3):
+        raise InvalidParameterError(f"dct_type must be 1, 2 or 3, got {dct_type!r}")
+    if norm not in (None, "ortho"):
+        raise InvalidParameterError(f"norm must be 'ortho' or None, got {norm!r}")
+    if dct_type == 1 and n_in < 2:
+        raise InvalidParameterError("a type-1 DCT needs at least 2 mel bands")
+    return torch.from_numpy(_dct_np(n_in, n_out, dct_type, norm)).to(dtype=dtype, device=device)
+
+
+def mfcc(
+    *,
+    y: Any = None,
+    sr: float = 22050,
+    S: Any = None,
+    n_mfcc: int = 20,
+    dct_type: int = 2,
+    norm: str | None = "ortho",
+    lifter: float = 0,
+    mel_norm: str | float | None = "slaney",
+    **kwargs: Any,
+) -> Any:
+    """Mel-frequency cepstral coefficients, equal to ``librosa.feature.mfcc``; shape ``(..., n_mfcc, t)``.
+
+    ``S`` is a log-power mel spectrogram (dB); without it, ``power_to_db(melspectrogram(y, sr, norm=mel_norm,
+    **kwargs))`` is computed (``kwargs`` go to :func:`melspectrogram`). ``lifter > 0`` applies
+    ``1 + lifter / 2 * sin(pi * (k + 1) / lifter)``.
+    """
+    lifter = check_finite_number(lifter, "lifter")
+    if lifter < 0:
+        raise InvalidParameterError(f"lifter must be a non-negative number, got {lifter}")
+    if S is None:
+        if y is None:
+            raise InvalidParameterError("pass either y (samples) or S (a log-power mel spectrogram)")
+        yt, back = as_tensor(y)
+        S_t = power_to_db(melspectrogram(yt, sr=sr, norm=mel_norm, **kwargs))
+    else:
+        S_t, back = as_tensor(S, name="S", min_samples=0)
+        if S_t.dim() < 2:
+            raise InvalidParameterError(f"S must have shape (..., n_mels, t), got {tuple(S_t.shape)}")
+    D = dct_matrix(S_t.shape[-2], n_mfcc, dct_type=dct_type, norm=norm, dtype=S_t.dtype, device=S_t.device)
+    M = torch.matmul(D, S_t)
+    if lifter > 0:
+        k = torch.arange(1, 1 + n_mfcc, dtype=M.dtype, device=M.device)
+        M = M * (1.0 + (lifter / 2.0) * torch.sin(torch.pi * k / lifter))[:, None]
+    return back(M)
