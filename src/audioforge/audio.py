@@ -25,15 +25,15 @@ from .errors import (
 )
 
 __all__ = [
-    "load",
-    "save",
-    "resample",
-    "to_mono",
-    "pcm_to_float",
+    "atomic_path",
     "float_to_pcm16",
+    "load",
+    "pcm_to_float",
+    "resample",
+    "save",
+    "to_mono",
     "validate_audio",
     "validate_sample_rate",
-    "atomic_path",
 ]
 
 MIN_SAMPLE_RATE = 1_000
@@ -131,9 +131,7 @@ def validate_audio(
     if not allow_multichannel and ndim != 1:
         raise AudioShapeError(f"{name} has shape {shape}; expected mono samples of shape (n,) (downmix with to_mono)")
     if shape[-1] < min_samples:
-        raise EmptyAudioError(
-            f"{name} has {shape[-1]} samples along its last axis; at least {min_samples} are needed"
-        )
+        raise EmptyAudioError(f"{name} has {shape[-1]} samples along its last axis; at least {min_samples} are needed")
     if not finite:
         raise NonFiniteAudioError(f"{name} contains NaN or infinite samples; clean or clip the signal first")
 
@@ -174,7 +172,7 @@ def float_to_pcm16(y: Any) -> np.ndarray:
 
 
 def to_mono(y: Any) -> Any:
-    """Downmix ``(channels, n)`` (or ``(..., channels, n)``) to mono by averaging channels; 1-D input is returned as is."""
+    """Downmix ``(channels, n)`` (or ``(..., channels, n)``) to mono by averaging channels; 1-D input is unchanged."""
     if y.ndim <= 1:
         return y
     return y.mean(-2) if _is_torch(y) else np.mean(y, axis=-2, dtype=y.dtype)
@@ -266,8 +264,8 @@ def load(
         raise InvalidParameterError(f"offset must be >= 0 and duration > 0, got offset={offset}, duration={duration}")
     try:
         info = sf.info(str(p))
-        start = int(round(offset * info.samplerate))
-        frames = -1 if duration is None else int(round(duration * info.samplerate))
+        start = round(offset * info.samplerate)
+        frames = -1 if duration is None else round(duration * info.samplerate)
         data, file_sr = sf.read(str(p), start=start, frames=frames, dtype="float64", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, ValueError) as exc:
         raise AudioFileError(f"cannot read {p} as audio ({exc}); is it a valid wav/flac/ogg file?") from exc
@@ -299,7 +297,9 @@ class atomic_path:  # noqa: N801 - used as a context manager, reads like a funct
 
     def __enter__(self) -> Path:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=f".tmp{self.path.suffix}", dir=self.path.parent)
+        fd, name = tempfile.mkstemp(
+            prefix=f".{self.path.name}.", suffix=f".tmp{self.path.suffix}", dir=self.path.parent
+        )
         os.close(fd)
         self.tmp = Path(name)
         return self.tmp

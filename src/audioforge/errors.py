@@ -8,18 +8,18 @@ user would expect (``ValueError`` for bad values, ``OSError`` for files), so gen
 from __future__ import annotations
 
 __all__ = [
-    "AudioForgeError",
-    "InvalidAudioError",
-    "EmptyAudioError",
-    "NonFiniteAudioError",
-    "AudioShapeError",
     "AudioDTypeError",
-    "UnsupportedSampleRateError",
     "AudioFileError",
-    "InvalidParameterError",
-    "MissingToolError",
-    "ManifestError",
+    "AudioForgeError",
+    "AudioShapeError",
     "CheckpointError",
+    "EmptyAudioError",
+    "InvalidAudioError",
+    "InvalidParameterError",
+    "ManifestError",
+    "MissingToolError",
+    "NonFiniteAudioError",
+    "UnsupportedSampleRateError",
 ]
 
 

@@ -1,4 +1,4 @@
-"""``audioforge corpus ...``: the offline dataset generators. Each generator module adds one command to ``corpus_app``."""
+"""``audioforge corpus ...``: offline dataset generators; each generator module adds one command to ``corpus_app``."""
 
 from __future__ import annotations
 
@@ -11,3 +11,4 @@ corpus_app = typer.Typer(help="Generate offline corpora (speech, instruments, so
 app.add_typer(corpus_app, name="corpus")
 
 # Generator command modules register themselves on import (one line each):
+from . import corpus_events  # noqa: E402,F401

@@ -30,6 +30,12 @@ def info() -> None:
     table.add_row("cpu cores", str(os.cpu_count()))
     table.add_row("torch threads", f"{torch.get_num_threads()} intra-op, {torch.get_num_interop_threads()} inter-op")
     cuda = torch.cuda.is_available()
-    table.add_row("cuda", ", ".join(torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())) if cuda else "not available")
-    table.add_row("mps", "available" if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available() else "not available")
+    table.add_row(
+        "cuda",
+        ", ".join(torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())) if cuda else "not available",
+    )
+    table.add_row(
+        "mps",
+        "available" if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available() else "not available",
+    )
     Console().print(table)

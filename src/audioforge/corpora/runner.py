@@ -21,7 +21,7 @@ from typing import Any
 
 from .manifest import Manifest, write_jsonl
 
-__all__ = ["run_jobs", "PROGRESS_NAME"]
+__all__ = ["PROGRESS_NAME", "run_jobs"]
 
 PROGRESS_NAME = ".progress.jsonl"
 

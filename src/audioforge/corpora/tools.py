@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..errors import MissingToolError
 
-__all__ = ["require_tool", "find_soundfont", "APT_PACKAGES", "SOUNDFONTS"]
+__all__ = ["APT_PACKAGES", "SOUNDFONTS", "find_soundfont", "require_tool"]
 
 # tool -> Debian package that provides it
 APT_PACKAGES = {

@@ -11,7 +11,7 @@ import torch
 from ..audio import validate_audio
 from ..errors import InvalidParameterError
 
-__all__ = ["as_tensor", "check_positive_int", "check_finite_number"]
+__all__ = ["as_tensor", "check_finite_number", "check_positive_int"]
 
 
 def as_tensor(
@@ -51,7 +51,11 @@ def check_finite_number(value: Any, name: str, *, minimum: float | None = None, 
     """Return ``value`` as float if finite (and >= ``minimum``), else raise InvalidParameterError."""
     if value is None and allow_none:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or not np.isfinite(value):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float, np.integer, np.floating))
+        or not np.isfinite(value)
+    ):
         raise InvalidParameterError(f"{name} must be a finite number, got {value!r}")
     if minimum is not None and value < minimum:
         raise InvalidParameterError(f"{name} must be >= {minimum}, got {value!r}")

@@ -11,10 +11,12 @@ import math
 
 import torch
 
-__all__ = ["rdft_basis", "rdft_matmul", "power_spectrum"]
+__all__ = ["power_spectrum", "rdft_basis", "rdft_matmul"]
 
 
-def rdft_basis(n_fft: int, *, dtype: torch.dtype = torch.float32, device: torch.device | str | None = None) -> torch.Tensor:
+def rdft_basis(
+    n_fft: int, *, dtype: torch.dtype = torch.float32, device: torch.device | str | None = None
+) -> torch.Tensor:
     """Return the ``(n_fft, 2 * (n_fft // 2 + 1))`` real basis ``[cos | -sin]`` of the one-sided DFT.
 
     ``frames @ basis`` gives the real parts in the first half of the last axis and the imaginary parts in the

@@ -17,12 +17,14 @@ from ..errors import InvalidParameterError
 from ._io import check_finite_number, check_positive_int
 
 __all__ = [
-    "hz_to_mel",
-    "mel_to_hz",
-    "mel_frequencies",
+    "apply_mel_blocks",
     "fft_frequencies",
+    "hz_to_mel",
+    "mel_blocks",
     "mel_filterbank",
     "mel_filterbank_tensor",
+    "mel_frequencies",
+    "mel_to_hz",
 ]
 
 _F_SP = 200.0 / 3.0  # Slaney: Hz per mel below 1 kHz
@@ -148,7 +150,7 @@ def mel_filterbank(
         raise InvalidParameterError(f"fmax={fmax} must be greater than fmin={fmin}")
     if fmax > sr / 2.0 + 1e-9:
         raise InvalidParameterError(f"fmax={fmax} Hz is above the Nyquist frequency {sr / 2} Hz; lower fmax")
-    if not (norm is None or norm == "slaney" or isinstance(norm, (int, float)) and not isinstance(norm, bool)):
+    if not (norm is None or norm == "slaney" or (isinstance(norm, (int, float)) and not isinstance(norm, bool))):
         raise InvalidParameterError(f"norm={norm!r}; use 'slaney', None, or a number (p-norm, np.inf for max)")
     dt = np.dtype(dtype)
     if dt.kind != "f":
@@ -178,3 +180,53 @@ def mel_filterbank_tensor(
 ) -> torch.Tensor:
     """:func:`mel_filterbank` as a cached torch tensor on ``device`` (float64 basis for float64 dtype)."""
     return _mel_tensor_cached((sr, n_fft, n_mels, fmin, fmax, htk, norm), dtype, str(device))
+
+
+MelBlocks = tuple[tuple[int, int, torch.Tensor], ...]
+
+
+def mel_blocks(basis: torch.Tensor, n_groups: int | None = None) -> MelBlocks:
+    """Split a ``(n_mels, n_freq)`` filterbank into row groups restricted to the columns they touch.
+
+    A mel filterbank is ~95% zeros (each FFT bin feeds at most two triangles). Grouping consecutive filters and
+    keeping only the frequency span of each group cuts the product's arithmetic several-fold while keeping it a few
+    dense matmuls (fast, exportable, graph-friendly). Returns ``((c0, c1, W), ...)`` with ``W`` of shape
+    ``(c1 - c0, rows_in_group)``; apply with :func:`apply_mel_blocks`.
+    """
+    n_mels = basis.shape[0]
+    if n_groups is None:
+        n_groups = 1 if n_mels < 32 else 4
+    n_groups = max(1, min(n_groups, n_mels))
+    blocks = []
+    for g in range(n_groups):
+        r0, r1 = g * n_mels // n_groups, (g + 1) * n_mels // n_groups
+        sub = basis[r0:r1]
+        cols = (sub != 0).any(0).nonzero().flatten()
+        c0, c1 = (int(cols[0]), int(cols[-1]) + 1) if cols.numel() else (0, 1)
+        blocks.append((c0, c1, sub[:, c0:c1].T.contiguous()))
+    return tuple(blocks)
+
+
+def apply_mel_blocks(S: torch.Tensor, blocks: MelBlocks) -> torch.Tensor:
+    """``S @ basis.T`` for time-major ``S`` of shape ``(..., t, n_freq)`` using :func:`mel_blocks`' groups."""
+    if len(blocks) == 1:
+        c0, c1, w = blocks[0]
+        return torch.matmul(S[..., c0:c1], w)
+    return torch.cat([torch.matmul(S[..., c0:c1], w) for c0, c1, w in blocks], dim=-1)
+
+
+@functools.lru_cache(maxsize=64)
+def mel_blocks_cached(
+    key: tuple[Any, ...], dtype: torch.dtype, device: str, n_groups: int | None = None
+) -> MelBlocks:
+    """Cached :func:`mel_blocks` of :func:`mel_filterbank_tensor` for a parameter tuple
+    ``(sr, n_fft, n_mels, fmin, fmax, htk, norm)``."""
+    return mel_blocks(_mel_tensor_cached(key, dtype, device), n_groups)
+
+
+def groups_for_frames(n_mels: int, n_frames: int) -> int:
+    """Block count for :func:`mel_blocks`: few blocks when per-matmul overhead dominates (short inputs), more
+    when arithmetic does (long inputs). Measured on a 2-core x86 VM, one thread."""
+    if n_mels < 32:
+        return 1
+    return 4 if n_frames <= 512 else 8

@@ -14,18 +14,18 @@ import torch
 
 from ..errors import InvalidParameterError
 from ._io import as_tensor, check_finite_number, check_positive_int
-from .mel import mel_filterbank_tensor
+from .mel import apply_mel_blocks, groups_for_frames, mel_blocks_cached, mel_filterbank_tensor
 from .stft import PAD_MODES, frame_signal, resolve_frame_params, stft_window
 
 __all__ = [
-    "power_spectrogram",
-    "melspectrogram",
-    "power_to_db",
     "amplitude_to_db",
-    "db_to_power",
     "db_to_amplitude",
-    "mfcc",
+    "db_to_power",
     "dct_matrix",
+    "melspectrogram",
+    "mfcc",
+    "power_spectrogram",
+    "power_to_db",
 ]
 
 
@@ -59,7 +59,7 @@ def power_spectrogram_frames(
     frames = frame_signal(y, n_fft=n_fft, hop_length=hop_length, center=center, pad_mode=pad_mode)
     spec = torch.fft.rfft(frames * win, dim=-1)
     if power == 2.0:
-        return spec.real.square() + spec.imag.square()
+        return (spec * spec.conj()).real  # re^2 + im^2, cheaper than squaring the strided real/imag views
     mag = spec.abs()
     return mag if power == 1.0 else mag**power
 
@@ -141,10 +141,14 @@ def melspectrogram(
         St = power_spectrogram_frames(yt, n_fft=n_fft, hop_length=hop_length, win_length=win_length, window=window,
                                       center=center, pad_mode=pad_mode, power=power)
     basis_dtype = St.dtype if dtype is None else (torch.float64 if np.dtype(dtype) == np.float64 else torch.float32)
-    basis = mel_filterbank_tensor(sr=sr, n_fft=n_fft, n_mels=check_positive_int(n_mels, "n_mels"), fmin=fmin,
-                                  fmax=fmax, htk=htk, norm=norm, dtype=basis_dtype, device=St.device)
-    mel = torch.matmul(St, basis.to(St.dtype).T) if basis.dtype != St.dtype else torch.matmul(St, basis.T)
-    return back(mel.transpose(-1, -2))
+    # validates the parameters (and caches the dense basis); the product uses its block-sparse form
+    mel_filterbank_tensor(sr=sr, n_fft=n_fft, n_mels=check_positive_int(n_mels, "n_mels"), fmin=fmin, fmax=fmax,
+                          htk=htk, norm=norm, dtype=basis_dtype, device=St.device)
+    n_groups = groups_for_frames(n_mels, St.shape[-2])
+    blocks = mel_blocks_cached((sr, n_fft, n_mels, fmin, fmax, htk, norm), basis_dtype, str(St.device), n_groups)
+    if basis_dtype != St.dtype:
+        blocks = tuple((c0, c1, w.to(St.dtype)) for c0, c1, w in blocks)
+    return back(apply_mel_blocks(St, blocks).transpose(-1, -2))
 
 
 _MAX_REFS = (np.max, np.amax, torch.max, torch.amax, max)

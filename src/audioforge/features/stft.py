@@ -16,7 +16,7 @@ from ..errors import EmptyAudioError, InvalidParameterError
 from ._io import as_tensor, check_positive_int
 from .windows import get_window, pad_center
 
-__all__ = ["stft", "frame_signal", "pad_signal", "stft_window", "n_frames", "PAD_MODES"]
+__all__ = ["PAD_MODES", "frame_signal", "n_frames", "pad_signal", "stft", "stft_window"]
 
 #: The modes librosa.stft accepts for centred frames (librosa refuses wrap/mean/median/maximum/minimum there).
 PAD_MODES = ("constant", "edge", "reflect", "symmetric", "linear_ramp")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+
 import numpy as np
 import torch
 
@@ -14,7 +15,11 @@ _NAMES = ("hann", "hamming", "blackman", "povey", "rectangular", "boxcar", "ones
 
 
 def get_window(
-    window: str | np.ndarray | torch.Tensor, win_length: int, *, fftbins: bool = True, dtype: torch.dtype = torch.float64
+    window: str | np.ndarray | torch.Tensor,
+    win_length: int,
+    *,
+    fftbins: bool = True,
+    dtype: torch.dtype = torch.float64,
 ) -> torch.Tensor:
     """Return a window of ``win_length`` samples as a tensor.
 
@@ -81,4 +86,3 @@ def pad_center(w: torch.Tensor, size: int) -> torch.Tensor:
         raise InvalidParameterError(f"win_length={n} is longer than n_fft={size}; use win_length <= n_fft")
     left = (size - n) // 2
     return torch.nn.functional.pad(w, (left, size - n - left))
-
