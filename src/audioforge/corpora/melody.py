@@ -12,12 +12,17 @@ plays, bends included.
 
 from __future__ import annotations
 
+import itertools
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..errors import InvalidParameterError
+
+if TYPE_CHECKING:
+    import pretty_midi
 
 __all__ = [
     "ALIASES",
@@ -89,6 +94,11 @@ class Instrument:
 
 
 def _catalogue() -> dict[str, Instrument]:
+    # Ranges are the instruments' real (sounding) ranges, trimmed where FluidR3_GM or TimGM6mb cannot follow: every
+    # note of every range was rendered with both soundfonts and checked for level and tuning (harmonic-sum pitch
+    # within 25 cents). Trimmed: violin above 93 (94 silent, 97-100 63 cents sharp in FluidR3_GM), contrabass above
+    # 57 (silent in FluidR3_GM), recorder 98 (silent), piano above 94 (FluidR3_GM's top octave is stretched up to
+    # 27 cents sharp). Alto sax stops at 80 (FluidR3_GM is silent at 85-86).
     I = Instrument  # noqa: E741,N806 - a table reads better with a short constructor
     items = [
         # reeds (sounding ranges; saxophones and clarinet are transposing instruments, GM plays concert pitch)
@@ -103,19 +113,19 @@ def _catalogue() -> dict[str, Instrument]:
         # pipes
         I("piccolo", 72, 74, 102, "pipe", 76, 98, True, 12, 5.6, 0.6, 0.05, 6.0),
         I("flute", 73, 60, 96, "pipe", 62, 91, True, 16, 5.3, 0.7, 0.08, 7.0),
-        I("recorder", 74, 72, 98, "pipe", 72, 93, True, 8, 5.5, 0.3, 0.04, 6.0),
+        I("recorder", 74, 72, 97, "pipe", 72, 93, True, 8, 5.5, 0.3, 0.04, 6.0),
         # brass
         I("trumpet", 56, 54, 84, "brass", 55, 79, True, 12, 5.5, 0.35, 0.08, 7.0),
         I("trombone", 57, 40, 72, "brass", 41, 67, True, 12, 5.2, 0.35, 0.2, 7.0),
         I("tuba", 58, 28, 65, "brass", 29, 58, True, 8, 5.0, 0.2, 0.06, 6.0),
         I("french_horn", 60, 34, 77, "brass", 41, 72, True, 6, 5.0, 0.15, 0.06, 7.0),
         # bowed strings
-        I("violin", 40, 55, 100, "strings", 55, 88, True, 24, 5.8, 0.8, 0.15, 9.0),
+        I("violin", 40, 55, 93, "strings", 55, 86, True, 24, 5.8, 0.8, 0.15, 9.0),
         I("viola", 41, 48, 88, "strings", 48, 79, True, 24, 5.6, 0.8, 0.14, 9.0),
         I("cello", 42, 36, 81, "strings", 36, 74, True, 26, 5.3, 0.8, 0.15, 9.0),
-        I("contrabass", 43, 28, 67, "strings", 28, 55, True, 18, 5.0, 0.6, 0.1, 8.0),
+        I("contrabass", 43, 28, 57, "strings", 28, 52, True, 18, 5.0, 0.6, 0.1, 8.0),
         # struck and plucked
-        I("piano", 0, 21, 108, "keyboard", 40, 88, False, 0, 5.5, 0.0, 0.0, 10.0),
+        I("piano", 0, 24, 94, "keyboard", 40, 84, False, 0, 5.5, 0.0, 0.0, 10.0),
         I("guitar", 24, 40, 83, "guitar", 40, 76, False, 12, 5.5, 0.2, 0.05, 10.0),
         I("steel_guitar", 25, 40, 83, "guitar", 40, 76, False, 12, 5.5, 0.2, 0.05, 10.0),
         I("bass", 32, 28, 67, "bass", 28, 55, False, 8, 5.0, 0.1, 0.05, 10.0),
@@ -154,7 +164,7 @@ ALIASES: dict[str, str] = {
 }
 
 
-def get_instrument(name: str | int) -> Instrument:
+def get_instrument(name: str | int | Instrument) -> Instrument:
     """Look up an instrument by canonical name, alias (``"sax"``, ``"horn"``) or GM program number.
 
     Matching ignores case, spaces and hyphens (``"Tenor Sax"`` -> ``tenor_sax``).
@@ -203,7 +213,7 @@ _RHYTHMS: dict[str, dict[float, float]] = {
     "medium": {0.5: 3.0, 0.75: 0.4, 1.0: 3.0, 1.5: 1.0, 2.0: 1.5, 3.0: 0.3},
     "fast": {0.25: 2.0, 0.5: 4.0, 0.75: 0.4, 1.0: 1.5, 1.5: 0.4, 2.0: 0.3},
 }
-_MIN_NOTE = 0.09  # s: shortest sounding note
+_MIN_NOTE = 0.088  # s: shortest sounding note (22 ticks)
 _END_MARGIN = 0.3  # s: room left at the end of the clip for the last release
 
 
@@ -273,9 +283,9 @@ def _phrases(inst: Instrument, duration: float, rng: np.random.Generator) -> tup
     prev_step = 0
     notes: list[_Note] = []
     phrases: list[tuple] = []
-    end_limit = duration - _END_MARGIN
-    t = _q(float(rng.uniform(0.05, 0.6)))
-    while t + 2 * _MIN_NOTE < end_limit:
+    end_limit = duration - min(_END_MARGIN, 0.15 * duration)
+    t = _q(float(rng.uniform(0.0, min(0.6, 0.1 * duration))))
+    while t + _MIN_NOTE <= end_limit:
         # one phrase
         length = float(rng.uniform(1.5, inst.breath))
         density = str(_choice(rng, {"slow": 1.0, "medium": 2.0, "fast": 1.2}))
@@ -337,7 +347,7 @@ def _phrases(inst: Instrument, duration: float, rng: np.random.Generator) -> tup
             if not slur or last:
                 ratio = rng.uniform(0.5, 0.7) if dur < 0.25 else rng.uniform(0.65, 0.9)
                 sound = max(_MIN_NOTE, _q(dur * ratio))
-            phrase_notes.append(_Note(t, t + sound, pitch, velocity, slur and not last))
+            phrase_notes.append(_Note(t, _q(t + sound), pitch, velocity, slur and not last))
             t = _q(t + dur)
             pos_beats += value
             if last:
@@ -347,9 +357,9 @@ def _phrases(inst: Instrument, duration: float, rng: np.random.Generator) -> tup
                 t += rest
                 pos_beats += rest / beat
         # a repeated pitch cannot be slurred on one key: re-articulate it
-        for a, b in zip(phrase_notes, phrase_notes[1:]):
+        for a, b in itertools.pairwise(phrase_notes):
             if a.slur_next and a.pitch == b.pitch:
-                a.end = max(a.start + _MIN_NOTE / 2, _q(b.start - 0.03))
+                a.end = _q(max(a.start + _MIN_NOTE / 2, b.start - 0.03))
                 a.slur_next = False
         if phrase_notes:
             notes.extend(phrase_notes)
@@ -453,7 +463,7 @@ def _expression_curve(
     return np.clip(np.round(expr), 40, 127)
 
 
-def generate_melody(instrument: str | Instrument, duration: float, rng: np.random.Generator):  # -> PrettyMIDI
+def generate_melody(instrument: str | Instrument, duration: float, rng: np.random.Generator) -> pretty_midi.PrettyMIDI:
     """Generate a monophonic, expressive melody for a solo instrument.
 
     Parameters
@@ -519,7 +529,7 @@ def generate_melody(instrument: str | Instrument, duration: float, rng: np.rando
 _EPS = 1e-6  # s: an event at exactly a frame's time applies to that frame
 
 
-def _bend_range(track) -> float:
+def _bend_range(track: pretty_midi.Instrument) -> float:
     """The pitch-bend range in semitones set by RPN 0 in ``track`` (the MIDI default of 2 when it is never set)."""
     rng = 2.0
     msb = lsb = 127
@@ -538,14 +548,14 @@ def _bend_range(track) -> float:
     return rng
 
 
-def notes_from_midi(pm) -> np.ndarray:
+def notes_from_midi(pm: pretty_midi.PrettyMIDI) -> np.ndarray:
     """All non-drum notes as a ``(n, 4)`` float64 array of (onset s, offset s, MIDI pitch, velocity), by onset."""
     rows = [(n.start, n.end, n.pitch, n.velocity) for i in pm.instruments if not i.is_drum for n in i.notes]
     arr = np.asarray(rows, dtype=np.float64).reshape(-1, 4)
     return arr[np.lexsort((arr[:, 2], arr[:, 0]))] if len(arr) else arr
 
 
-def f0_from_midi(pm, frame_rate: float, n_frames: int) -> np.ndarray:
+def f0_from_midi(pm: pretty_midi.PrettyMIDI, frame_rate: float, n_frames: int) -> np.ndarray:
     """The fundamental frequency a score plays, per frame, pitch bends included.
 
     Frame ``i`` is the instant ``i / frame_rate`` (the centre of a centred analysis frame, as in CREPE and librosa).
