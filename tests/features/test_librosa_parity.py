@@ -307,3 +307,28 @@ def test_db_bad_arguments():
         F.mfcc(S=S, lifter=-1)
     with pytest.raises(InvalidParameterError, match="n_mfcc"):
         F.mfcc(S=S, n_mfcc=10)
+
+
+@pytest.mark.parametrize(("n", "n_fft", "hop", "center"), [(4, 5, 2, True), (100, 31, 7, True), (100, 32, 7, True),
+                                                          (100, 31, 7, False), (10, 31, 7, False), (1, 8, 3, True)])
+def test_n_frames_matches_stft(n, n_fft, hop, center):
+    from audioforge.features.stft import n_frames
+
+    y = np.random.default_rng(0).standard_normal(n).astype(np.float32)
+    expected = F.stft(y, n_fft=n_fft, hop_length=hop, center=center).shape[-1] if (center or n >= n_fft) else 0
+    assert n_frames(n, n_fft=n_fft, hop_length=hop, center=center) == expected
+
+
+def test_half_precision_input_is_computed_in_float32():
+    y = _signal(4000, 16000)
+    ref = F.melspectrogram(y.astype(np.float16).astype(np.float32), sr=16000, n_fft=512, hop_length=128)
+    out = F.melspectrogram(y.astype(np.float16), sr=16000, n_fft=512, hop_length=128)
+    assert out.dtype == np.float32 and np.array_equal(out, ref)
+    out_t = F.melspectrogram(torch.from_numpy(y).half(), sr=16000, n_fft=512, hop_length=128)
+    assert out_t.dtype == torch.float32
+
+
+def test_linear_ramp_rounds_like_numpy():
+    x = torch.arange(1.0, 4.0, dtype=torch.float64)
+    np.testing.assert_array_equal(F.pad_signal(x, 7, 6, "linear_ramp").numpy(),
+                                  np.pad(np.arange(1.0, 4.0), (7, 6), "linear_ramp"))

@@ -19,16 +19,21 @@ def as_tensor(
 ) -> tuple[torch.Tensor, Callable[[torch.Tensor], Any]]:
     """Validate ``y`` and return it as a float tensor plus a function that converts a result back.
 
-    numpy input gives numpy output (float32 stays float32, float64 stays float64); torch input keeps its device,
-    dtype and autograd graph. Validation runs only when ``check_finite`` is True, because checking every sample for
+    numpy input gives numpy output (float32 stays float32, float64 stays float64, float16 is computed and returned
+    in float32); torch input keeps its device, dtype (half precision is promoted to float32) and autograd graph. Validation runs only when ``check_finite`` is True, because checking every sample for
     NaN forces a host sync (nn.Module transforms skip it so they can run inside CUDA graphs).
     """
     if isinstance(y, torch.Tensor):
         if check_finite:
             validate_audio(y, name=name, min_samples=min_samples)
+        if y.dtype in (torch.float16, torch.bfloat16):
+            # FFTs need float32 (CPU) or power-of-two sizes (cuFFT half): compute in float32, as librosa does
+            return y.float(), lambda t: t
         return y, lambda t: t
     if isinstance(y, np.ndarray):
         validate_audio(y, name=name, min_samples=min_samples)
+        if y.dtype == np.float16:
+            y = y.astype(np.float32)  # computed and returned in float32, as librosa does
         t = torch.from_numpy(np.ascontiguousarray(y))
 
         def back(out: torch.Tensor) -> np.ndarray:

@@ -56,10 +56,11 @@ def pad_signal(y: torch.Tensor, left: int, right: int, mode: str = "constant") -
     if mode == "constant":
         return torch.nn.functional.pad(y, (left, right))
     if mode == "linear_ramp":
-        # numpy: ramps from 0 (the far end) towards the edge sample, the edge value itself excluded
-        lr = torch.arange(left, dtype=y.dtype, device=y.device) / max(left, 1)
-        rr = torch.arange(right - 1, -1, -1, dtype=y.dtype, device=y.device) / max(right, 1)
-        return torch.cat([y[..., :1] * lr, y, y[..., -1:] * rr], dim=-1)
+        # numpy: linspace from 0 (the far end) towards the edge sample, the edge value itself excluded;
+        # step-times-index in numpy's order of operations so the values round identically
+        lr = torch.arange(left, dtype=y.dtype, device=y.device) * (y[..., :1] / max(left, 1))
+        rr = torch.arange(right - 1, -1, -1, dtype=y.dtype, device=y.device) * (y[..., -1:] / max(right, 1))
+        return torch.cat([lr, y, rr], dim=-1)
     pos_l = torch.arange(-left, 0, device=y.device)
     pos_r = torch.arange(n, n + right, device=y.device)
     return torch.cat([y[..., _pad_indices(n, pos_l, mode)], y, y[..., _pad_indices(n, pos_r, mode)]], dim=-1)
@@ -68,7 +69,7 @@ def pad_signal(y: torch.Tensor, left: int, right: int, mode: str = "constant") -
 def n_frames(n_samples: int, *, n_fft: int, hop_length: int, center: bool) -> int:
     """Number of frames ``stft`` produces for ``n_samples`` input samples."""
     if center:
-        return 1 + n_samples // hop_length
+        n_samples += 2 * (n_fft // 2)  # odd n_fft pads one sample less than n_fft in total
     return 0 if n_samples < n_fft else 1 + (n_samples - n_fft) // hop_length
 
 

@@ -33,9 +33,9 @@ from ._io import check_finite_number, check_positive_int
 from .dft import rdft_basis
 from .mel import mel_filterbank, mel_filterbank_tensor
 from .spectral import dct_matrix
-from .stft import PAD_MODES, frame_signal, resolve_frame_params, stft_window
+from .stft import PAD_MODES, frame_signal, pad_signal, resolve_frame_params, stft_window
 
-__all__ = ["MelSpectrogram", "LogMel", "MFCC", "DFT_MODES"]
+__all__ = ["DFT_MODES", "MFCC", "LogMel", "MelSpectrogram"]
 
 #: The ways the modules compute the DFT of a frame.
 DFT_MODES = ("fft", "matmul")
@@ -207,11 +207,33 @@ class MelSpectrogram(_RebuildOnApply):
         """Mel spectrum of frames already cut (time-major): ``(..., n_fft)`` -> ``(..., n_mels)``."""
         return torch.matmul(self.frame_power(frames), self.mel_basis.T)
 
+    def frames(self, y: torch.Tensor) -> torch.Tensor:
+        """Cut ``y`` ``(..., n)`` into (centre-padded) frames ``(..., n_frames, n_fft)`` as the batch function does.
+
+        For the usual case (signal longer than the padding) the index-based pad modes are written with slices and
+        flips, which export to ONNX with a dynamic length; shorter signals take :func:`pad_signal`'s general path
+        (numpy's repeated reflection). Both give the same samples.
+        """
+        half = self.n_fft // 2
+        n = y.shape[-1]
+        if not self.center or half == 0:
+            return frame_signal(y, n_fft=self.n_fft, hop_length=self.hop_length, center=self.center,
+                                pad_mode=self.pad_mode)
+        mode = self.pad_mode
+        if mode == "reflect" and n > half:
+            y = torch.cat([y[..., 1 : half + 1].flip(-1), y, y[..., n - half - 1 : n - 1].flip(-1)], dim=-1)
+        elif mode == "symmetric" and n >= half:
+            y = torch.cat([y[..., :half].flip(-1), y, y[..., n - half :].flip(-1)], dim=-1)
+        elif mode == "edge":
+            lead = y.shape[:-1]
+            y = torch.cat([y[..., :1].expand(*lead, half), y, y[..., n - 1 :].expand(*lead, half)], dim=-1)
+        else:
+            y = pad_signal(y, half, half, mode)
+        return y.unfold(-1, self.n_fft, self.hop_length)
+
     def forward(self, y: torch.Tensor) -> torch.Tensor:
         """Mel spectrogram of ``y`` ``(..., n)`` -> ``(..., n_mels, n_frames)``."""
-        frames = frame_signal(y, n_fft=self.n_fft, hop_length=self.hop_length, center=self.center,
-                              pad_mode=self.pad_mode)
-        return self.frame_mel(frames).transpose(-1, -2)
+        return self.frame_mel(self.frames(y)).transpose(-1, -2)
 
 
 def _mel_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -276,7 +298,9 @@ class LogMel(_RebuildOnApply):
         """``power_to_db`` of a mel spectrogram ``(..., n_mels, t)`` with this module's settings."""
         log_spec = 10.0 * torch.log10(torch.maximum(mel, self.amin_t)) - self.ref_db
         if self.top_db is not None:
-            peak = log_spec.amax(dim=(-2, -1), keepdim=True) if self.top_db_per_example else log_spec.amax()
+            # an explicit dim list (not amax()) keeps the dynamo ONNX exporter happy
+            dims = (-2, -1) if self.top_db_per_example else tuple(range(log_spec.dim()))
+            peak = log_spec.amax(dim=dims, keepdim=True)
             log_spec = torch.maximum(log_spec, peak - self.top_db)
         return log_spec
 
