@@ -20,8 +20,9 @@ def as_tensor(
     """Validate ``y`` and return it as a float tensor plus a function that converts a result back.
 
     numpy input gives numpy output (float32 stays float32, float64 stays float64, float16 is computed and returned
-    in float32); torch input keeps its device, dtype (half precision is promoted to float32) and autograd graph. Validation runs only when ``check_finite`` is True, because checking every sample for
-    NaN forces a host sync (nn.Module transforms skip it so they can run inside CUDA graphs).
+    in float32); torch input keeps its device, dtype (half precision is promoted to float32) and autograd graph.
+    Validation runs only when ``check_finite`` is True, because checking every sample for NaN forces a host sync
+    (nn.Module transforms skip it so they can run inside CUDA graphs).
     """
     if isinstance(y, torch.Tensor):
         if check_finite:
