@@ -33,13 +33,13 @@ from .windows import get_window
 __all__ = [
     "KaldiFbank",
     "KaldiOptions",
+    "inverse_mel_scale",
     "kaldi_fbank",
     "kaldi_mel_banks",
     "kaldi_mfcc",
     "kaldi_num_frames",
     "kaldi_window",
     "mel_scale",
-    "inverse_mel_scale",
     "vtln_warp_freq",
 ]
 
@@ -444,8 +444,9 @@ def kaldi_num_frames(num_samples: int, window_size: int, window_shift: int, snip
 class _Constants:
     window: torch.Tensor  # (L,)
     mel_fft: torch.Tensor  # (F, D): mel weights with a zero column at the energy index
-    fused_basis: torch.Tensor  # (L, 2F): DC removal + preemphasis + window + zero padding + real DFT
+    fused_basis: torch.Tensor  # (L, 2F): DC removal + preemphasis + window + zero padding + real DFT (if needed)
     mel_fused: torch.Tensor  # (2F, D): mel_fft stacked twice (re^2 and im^2 rows); Parseval energy column if needed
+    mel_interleaved: torch.Tensor  # (2F, D): every row of mel_fft twice, for interleaved (re^2, im^2)
     energy_onehot: torch.Tensor  # (D,): 1 at the energy column
     floor: torch.Tensor  # (D,): lower bound before the log (eps for mel bins, max(eps, energy_floor) for energy)
     log_mask: torch.Tensor  # (D,) bool: columns that get the log
@@ -456,25 +457,29 @@ class _Constants:
         return _Constants(*(getattr(self, f).to(device) for f in self.__dataclass_fields__))
 
 
-def _preprocess_matrix(opts: KaldiOptions) -> np.ndarray:
-    """``(L, N)`` float64 matrix ``G`` with ``frame @ G`` = DC removal, preemphasis, window and right zero padding."""
+def _fused_basis_f64(opts: KaldiOptions) -> torch.Tensor:
+    """``(L, 2F)`` float64 ``A``: ``frame @ A`` is the rfft of the DC-removed, preemphasized, windowed, padded frame.
+
+    Built right to left in O(L F): window the DFT rows, then apply the transposed preemphasis (row ``j`` receives
+    ``-coef`` times row ``j + 1``; row 0 also ``-coef`` times itself), then the transposed centering (subtract
+    the column means).
+    """
     size = opts.window_size
-    g = np.eye(size)
-    if opts.remove_dc_offset:
-        g = g - 1.0 / size
+    window = kaldi_window(opts.window_type, size, blackman_coeff=opts.blackman_coeff)
+    a = rdft_basis(opts.padded_size, dtype=torch.float64)[:size] * window[:, None]
     coef = opts.preemphasis_coefficient
     if coef != 0.0:
-        pre = np.eye(size)
-        pre[np.arange(size - 1), np.arange(1, size)] = -coef  # y[i] = x[i] - coef * x[i - 1]
-        pre[0, 0] = 1.0 - coef  # Kaldi: the first sample is its own predecessor
-        g = g @ pre
-    window = kaldi_window(opts.window_type, size, blackman_coeff=opts.blackman_coeff).numpy()
-    g = g * window[None, :]
-    return np.pad(g, ((0, 0), (0, opts.padded_size - size)))
+        pre = a.clone()
+        pre[:-1] -= coef * a[1:]
+        pre[0] -= coef * a[0]
+        a = pre
+    if opts.remove_dc_offset:
+        a = a - a.mean(dim=0, keepdim=True)
+    return a
 
 
 @lru_cache(maxsize=64)
-def _constants_cpu(opts: KaldiOptions, dtype: torch.dtype) -> _Constants:
+def _constants_cpu(opts: KaldiOptions, dtype: torch.dtype, fused: bool = False) -> _Constants:
     n_freq = opts.num_fft_bins
     dim, e = opts.feature_dim, opts.energy_index
     mel = kaldi_mel_banks(
@@ -499,7 +504,7 @@ def _constants_cpu(opts: KaldiOptions, dtype: torch.dtype) -> _Constants:
         weights[-1] = 1.0  # Nyquist (the FFT size is even)
         weights /= opts.padded_size
         mel_fused[:, e] = torch.cat([weights, weights])
-    basis = torch.from_numpy(_preprocess_matrix(opts)) @ rdft_basis(opts.padded_size, dtype=torch.float64)
+    basis = _fused_basis_f64(opts) if fused else torch.zeros(0, 2 * n_freq, dtype=torch.float64)
     onehot = torch.zeros(dim, dtype=torch.float64)
     floor = torch.full((dim,), EPSILON, dtype=torch.float64)
     log_mask = torch.full((dim,), opts.use_log_fbank, dtype=torch.bool)
@@ -513,14 +518,15 @@ def _constants_cpu(opts: KaldiOptions, dtype: torch.dtype) -> _Constants:
         mel_fft=mel_fft.to(dtype),
         fused_basis=basis.to(dtype),
         mel_fused=mel_fused.to(dtype),
+        mel_interleaved=mel_fft.repeat_interleave(2, dim=0).to(dtype),
         energy_onehot=onehot.to(dtype),
         floor=floor.to(dtype),
         log_mask=log_mask,
     )
 
 
-def _constants(opts: KaldiOptions, dtype: torch.dtype, device: torch.device) -> _Constants:
-    return _constants_cpu(opts, dtype).to(device)
+def _constants(opts: KaldiOptions, dtype: torch.dtype, device: torch.device, fused: bool = False) -> _Constants:
+    return _constants_cpu(opts, dtype, fused).to(device)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -564,6 +570,28 @@ def frame_signal(x: torch.Tensor, window_size: int, window_shift: int, snip_edge
     return padded.unfold(-1, window_size, window_shift)
 
 
+def _frame_by_gather(x: torch.Tensor, opts: KaldiOptions) -> torch.Tensor:
+    """Frames of ``x`` ``(B, n)`` with ``n >= window_size`` by an index gather whose size follows ``n`` symbolically.
+
+    Used by the matmul module path: ``Tensor.unfold`` does not export to ONNX with a dynamic length, a gather does.
+    With ``snip_edges=False`` the edges are mirrored with ``flip`` (one reflection suffices once n >= window_size).
+    """
+    size, shift = opts.window_size, opts.window_shift
+    n = x.shape[-1]
+    if opts.snip_edges:
+        num = (n - size) // shift + 1
+        offset = 0
+    else:
+        start = shift // 2 - size // 2
+        left = max(0, -start)
+        x = torch.cat([x[:, :left].flip(-1), x, x[:, n - (size + 1) // 2 :].flip(-1)], dim=-1)
+        num = (n + shift // 2) // shift
+        offset = start + left
+    steps = torch.arange(num, device=x.device) * shift + offset
+    index = steps[:, None] + torch.arange(size, device=x.device)[None, :]
+    return x[:, index]
+
+
 def _add_dither(frames: torch.Tensor, dither: float, generator: torch.Generator | None) -> torch.Tensor:
     noise = torch.randn(frames.shape, generator=generator, dtype=frames.dtype, device=frames.device)
     return frames + dither * noise
@@ -576,19 +604,31 @@ def _raw_energy(frames: torch.Tensor, remove_dc_offset: bool) -> torch.Tensor:
     return (frames * frames).sum(-1)
 
 
-def _spectrum_fft(frames: torch.Tensor, opts: KaldiOptions, const: _Constants) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Kaldi's steps one by one with ``torch.fft.rfft``: returns (power or magnitude, post-window energy or None)."""
+def _spectrum_fft(
+    frames: torch.Tensor, opts: KaldiOptions, const: _Constants
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Kaldi's steps one by one with ``torch.fft.rfft``: returns (mel-ready spectrum, energy or None).
+
+    With ``use_power`` the spectrum is ``(re^2, im^2)`` interleaved, ``(..., 2F)``, to be multiplied by the
+    row-duplicated mel matrix (saving the addition); otherwise it is the magnitude ``(..., F)``.
+    """
     x = frames
     if opts.remove_dc_offset:
-        x = x - x.mean(dim=-1, keepdim=True)
+        x = x - x.sum(dim=-1, keepdim=True) / opts.window_size
+    energy = (x * x).sum(-1) if opts.use_energy and opts.raw_energy else None
     coef = opts.preemphasis_coefficient
     if coef != 0.0:
-        x = torch.cat([x[..., :1] - coef * x[..., :1], x[..., 1:] - coef * x[..., :-1]], dim=-1)
+        # x[i] - coef * x[i - 1], with x[-1] := x[0] (Kaldi's first-sample rule)
+        previous = torch.nn.functional.pad(x, (1, 0), mode="replicate")[..., :-1]
+        x = torch.sub(x, previous, alpha=coef)
     x = x * const.window
-    energy = (x * x).sum(-1) if opts.use_energy and not opts.raw_energy else None
+    if opts.use_energy and not opts.raw_energy:
+        energy = (x * x).sum(-1)
     spec = torch.view_as_real(torch.fft.rfft(x, n=opts.padded_size, dim=-1))
-    power = (spec * spec).sum(-1)
-    return (power if opts.use_power else power.sqrt()), energy
+    squares = spec * spec
+    if opts.use_power:
+        return squares.flatten(-2), energy
+    return squares.sum(-1).sqrt(), energy
 
 
 def compute_frames(
@@ -604,10 +644,14 @@ def compute_frames(
     ``fused=True`` applies DC removal, preemphasis, window, padding and the DFT as one matmul (ONNX-exportable,
     fastest for few frames); ``fused=False`` does each step and uses ``torch.fft.rfft``.
     """
+    if frames.shape[-2] == 0:
+        return frames.new_zeros((*frames.shape[:-1], opts.feature_dim))
     if opts.dither != 0.0:
         frames = _add_dither(frames, opts.dither, generator)
-    energy = _raw_energy(frames, opts.remove_dc_offset) if opts.use_energy and opts.raw_energy else None
+    energy = None
     if fused:
+        if opts.use_energy and opts.raw_energy:
+            energy = _raw_energy(frames, opts.remove_dc_offset)
         y = frames @ const.fused_basis
         y = y * y
         if opts.use_power:
@@ -619,9 +663,8 @@ def compute_frames(
             if opts.use_energy and not opts.raw_energy:
                 energy = power @ const.mel_fused[:half, opts.energy_index]
     else:
-        spec, post = _spectrum_fft(frames, opts, const)
-        out = spec @ const.mel_fft
-        energy = post if post is not None else energy
+        spec, energy = _spectrum_fft(frames, opts, const)
+        out = spec @ (const.mel_interleaved if opts.use_power else const.mel_fft)
     if energy is not None:
         out = torch.addcmul(out, energy.unsqueeze(-1), const.energy_onehot)
     if opts.use_log_fbank:
@@ -645,7 +688,7 @@ def _fbank_impl(waveform: Any, opts: KaldiOptions, generator: torch.Generator | 
     lead, n = x.shape[:-1], x.shape[-1]
     if n < opts.min_duration * opts.sample_frequency:
         return back(x.new_zeros((*lead, 0, opts.feature_dim)).to(in_dtype))
-    const = _constants(opts, x.dtype, x.device)
+    const = _constants(opts, x.dtype, x.device, fused)
     frames = frame_signal(x.reshape(-1, n), opts.window_size, opts.window_shift, opts.snip_edges)
     feats = compute_frames(frames, opts, const, fused=fused, generator=generator)
     if opts.subtract_mean and feats.shape[-2] > 0:
@@ -784,7 +827,7 @@ def _dct_lifter_f64(num_ceps: int, num_bins: int, cepstral_lifter: float) -> tor
     dct = np.sqrt(2.0 / num_bins) * np.cos(np.pi / num_bins * (n + 0.5) * k)
     dct[0] = np.sqrt(1.0 / num_bins)
     if cepstral_lifter != 0.0:
-        dct *= (1.0 + 0.5 * cepstral_lifter * np.sin(np.pi * k / cepstral_lifter))
+        dct *= 1.0 + 0.5 * cepstral_lifter * np.sin(np.pi * k / cepstral_lifter)
     return torch.from_numpy(np.ascontiguousarray(dct.T))
 
 
@@ -867,7 +910,9 @@ def kaldi_mfcc(
     return back(ceps.to(in_dtype))
 
 
-def _cepstra(feats: torch.Tensor, opts: KaldiOptions, num_ceps: int, lifter: float, *, htk_compat: bool) -> torch.Tensor:
+def _cepstra(
+    feats: torch.Tensor, opts: KaldiOptions, num_ceps: int, lifter: float, *, htk_compat: bool
+) -> torch.Tensor:
     mel = feats[..., 1:] if opts.use_energy else feats
     dct = _dct_lifter_f64(num_ceps, opts.num_mel_bins, lifter).to(dtype=feats.dtype, device=feats.device)
     ceps = mel @ dct
@@ -899,7 +944,7 @@ class KaldiFbank(torch.nn.Module):
         super().__init__()
         self.opts = KaldiOptions.create(**options)
         self.use_matmul_dft = _check_bool(use_matmul_dft, "use_matmul_dft")
-        const = _constants_cpu(self.opts, dtype)
+        const = _constants_cpu(self.opts, dtype, self.use_matmul_dft)
         for name in const.__dataclass_fields__:
             self.register_buffer(name, getattr(const, name).clone(), persistent=False)
 
@@ -918,7 +963,11 @@ class KaldiFbank(torch.nn.Module):
         opts = self.opts
         x = waveform.to(self.window.dtype)
         lead = x.shape[:-1]
-        frames = frame_signal(x.reshape(-1, x.shape[-1]), opts.window_size, opts.window_shift, opts.snip_edges)
+        x = x.reshape(-1, x.shape[-1])
+        if self.use_matmul_dft and x.shape[-1] >= opts.window_size:
+            frames = _frame_by_gather(x, opts)
+        else:
+            frames = frame_signal(x, opts.window_size, opts.window_shift, opts.snip_edges)
         feats = compute_frames(frames, opts, self._const(), fused=self.use_matmul_dft)
         if opts.subtract_mean:
             feats = feats - feats.mean(dim=-2, keepdim=True)

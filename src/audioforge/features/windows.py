@@ -27,7 +27,8 @@ def get_window(
     ----------
     window
         A name (``"hann"``, ``"hamming"``, ``"blackman"``, ``"povey"`` (Kaldi: symmetric Hann ** 0.85),
-        ``"rectangular"``/``"boxcar"``/``"ones"``, ``"sine"``) or an explicit array of length ``win_length``.
+        ``"rectangular"``/``"boxcar"``/``"ones"``), any other window scipy.signal.get_window knows (a name or a
+        tuple such as ``("kaiser", 4.0)``), or an explicit array of length ``win_length``.
     win_length
         Window length in samples.
     fftbins
