@@ -59,24 +59,26 @@ def _logmel_stats(y: np.ndarray, sr: int) -> np.ndarray:
 
 
 def test_classes_are_distinguishable() -> None:
-    """Nearest-centroid on simple log-mel statistics tells the classes apart on unseen seeds."""
+    """Simple log-mel statistics tell the classes apart: class profiles differ, and 1-NN works on unseen seeds."""
     sr = 16000
-    train = {n: np.stack([_logmel_stats(synthesize_sfx(n, 3.0, sr, s), sr) for s in range(4)]) for n in NAMES}
-    mu = np.concatenate(list(train.values())).mean(axis=0)
-    sd = np.concatenate(list(train.values())).std(axis=0) + 1e-6
-    centroids = {n: ((f - mu) / sd).mean(axis=0) for n, f in train.items()}
-    # the class profiles themselves all differ clearly
+    train = {n: np.stack([_logmel_stats(synthesize_sfx(n, 3.0, sr, s), sr) for s in range(8)]) for n in NAMES}
+    everything = np.concatenate(list(train.values()))
+    mu, sd = everything.mean(axis=0), everything.std(axis=0) + 1e-6
+    train = {n: (f - mu) / sd for n, f in train.items()}
+    # the mean profiles of the classes all differ clearly
+    centroids = {n: f.mean(axis=0) for n, f in train.items()}
     names = list(centroids)
     dists = [np.linalg.norm(centroids[a] - centroids[b]) for i, a in enumerate(names) for b in names[i + 1 :]]
     assert min(dists) > 1.0
+    # and a nearest-neighbour classifier recognises new variants of each class
     correct = total = 0
     for n in NAMES:
         for s in (100, 101, 102):
             f = (_logmel_stats(synthesize_sfx(n, 3.0, sr, s), sr) - mu) / sd
-            guess = min(centroids, key=lambda c: float(np.linalg.norm(f - centroids[c])))
+            guess = min(train, key=lambda c: float(np.linalg.norm(train[c] - f, axis=1).min()))
             correct += guess == n
             total += 1
-    assert correct / total >= 0.8, f"nearest-centroid accuracy {correct}/{total}"
+    assert correct / total >= 0.85, f"1-NN accuracy {correct}/{total}"
 
 
 def test_ten_seconds_at_32k() -> None:

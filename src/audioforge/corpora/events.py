@@ -39,8 +39,8 @@ from typing import Any
 
 import numpy as np
 
-from ..audio import atomic_path, save, validate_audio, validate_sample_rate
-from ..errors import InvalidParameterError, MissingToolError
+from ..audio import atomic_path, resample, save, validate_audio, validate_sample_rate
+from ..errors import InvalidParameterError, MissingToolError, UnsupportedSampleRateError
 from .manifest import Manifest
 from .runner import run_jobs
 from .sfx import SFX_CLASSES, synthesize_sfx
@@ -317,34 +317,58 @@ def _tts() -> Any:
     return tts
 
 
-def _sentences(rng: np.random.Generator, count: int) -> list[str]:
+_TEXT_SOURCES = ("fortune", "templates")  # quick to load (0.3 s per process) and a few thousand sentences
+
+
+def _sentences(seed: int, split: str) -> list[Any]:
+    """The sentence pool of a split: sentences are held out by transcript like voices are held out by speaker."""
     from . import text
 
-    pool = text.SENTENCES if hasattr(text, "SENTENCES") else text.sentences()
-    idx = rng.choice(len(pool), size=count, replace=False)
-    return [str(pool[i]) for i in idx]
+    pool = text.sentence_pool(seed, sources=_TEXT_SOURCES, max_words=20, n_templates=2000)
+    train, test = text.split_sentences(pool, 0.2, seed=seed)
+    return test if split == "test" else train
+
+
+def _synthesize_speech(tts: Any, texts: list[str], voice: Any, sr: int) -> list[np.ndarray]:
+    """Speech at ``sr``: asked of the engine directly where it supports that rate, else made at 16 kHz and resampled."""
+    try:
+        return [np.asarray(c, dtype=np.float64) for c in tts.synthesize(texts, voice, sr=sr)]
+    except UnsupportedSampleRateError:
+        return [resample(np.asarray(c, dtype=np.float64), 16_000, sr) for c in tts.synthesize(texts, voice, sr=16_000)]
 
 
 def _render_speech(cls: EventClass, job: dict[str, Any], rng: np.random.Generator, sr: int,
                    max_seconds: float) -> Source:
+    import dataclasses
+
     tts = _tts()
     names = job["voices"][cls.source]
+    engines = sorted({tts.VOICES[n].engine for n in names})  # engine first: espeak-ng variants would swamp the rest
+    engine = engines[int(rng.integers(len(engines)))]
+    names = [n for n in names if tts.VOICES[n].engine == engine]
     voice = tts.VOICES[names[int(rng.integers(len(names)))]]
+    if voice.engine == "espeak-ng":  # per-utterance speaking rate and pitch, as a speaker varies
+        voice = dataclasses.replace(voice, speed=int(np.clip(voice.speed * rng.uniform(0.85, 1.2), 80, 450)),
+                                    pitch=int(np.clip(voice.pitch + rng.integers(-10, 11), 0, 99)))
     target = float(rng.uniform(cls.min_duration, cls.max_duration))
-    texts = _sentences(rng, 3)
-    clips = tts.synthesize(texts, voice, sr=sr)
+    pool = _sentences(job["text_seed"], job["split"])
+    chosen = [pool[int(i)] for i in rng.choice(len(pool), size=3, replace=False)]
     pause = np.zeros(0)
     parts: list[np.ndarray] = []
+    said: list[str] = []
     total = 0
-    for k, c in enumerate(clips):
-        c = np.asarray(c, dtype=np.float64)
+    for k, sentence in enumerate(chosen):  # one sentence at a time: stop once the next one would not fit
+        if k > 0 and total + len(pause) > target * sr:
+            break
+        c = _synthesize_speech(tts, [sentence.spoken], voice, sr)[0]
         if k > 0 and total + len(pause) + len(c) > target * sr:
             break
         parts.extend([pause, c])
+        said.append(sentence.txt)
         total += len(pause) + len(c)
         pause = np.zeros(int(rng.uniform(0.2, 0.6) * sr))
     y = np.concatenate(parts)[: round(max_seconds * sr)]
-    return Source(cls.name, y, {"voice": voice.name})
+    return Source(cls.name, y, {"voice": voice.name, "txt": " ".join(said)})
 
 
 def _render_instrument(cls: EventClass, job: dict[str, Any], rng: np.random.Generator, sr: int) -> Source:
@@ -412,11 +436,14 @@ def _worker(job: dict[str, Any], out_dir: Path) -> dict[str, Any]:
     return {"key": entry["key"], "wav": rel, **{k: v for k, v in entry.items() if k != "key"}}
 
 
-def _init_worker(soundfonts: tuple[str, ...], sr: int) -> None:
+def _init_worker(soundfonts: tuple[str, ...], sr: int, text_seed: int | None) -> None:
+    """Per-process set-up: load the soundfonts once, and read the sentence pool once when speech is rendered."""
     if soundfonts:
         from . import fluid
 
         fluid.init_worker(soundfonts, sr=sr)
+    if text_seed is not None:
+        _sentences(text_seed, "train")
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -547,6 +574,7 @@ def plan_event_jobs(
             "voices": voices[split],
             "sr": int(sr),
             "clip_seconds": float(clip_seconds),
+            "text_seed": int(seed),
             "seed": cseed,
         })
     return jobs
@@ -636,7 +664,8 @@ def generate_event_corpus(
     config = {"format": _FORMAT_VERSION, "seed": int(seed), "heldout_fraction": float(heldout_fraction),
               "sr": int(sr), "clip_seconds": float(clip_seconds), "max_sources": int(max_sources),
               "classes": list(names), "split_soundfonts": SPLIT_SOUNDFONTS,
-              "voices": jobs[0]["voices"] if any(_BY_NAME[c].kind == "speech" for c in names) else {},
+              "voices": _voice_split(int(seed)) if any(_BY_NAME[c].kind == "speech" for c in names) else {},
+              "text_sources": list(_TEXT_SOURCES),
               "clips": int(clips)}
     _check_config(out, config)
     out.mkdir(parents=True, exist_ok=True)
@@ -645,8 +674,9 @@ def generate_event_corpus(
             tmp.write_text(json.dumps(payload, indent=1) + "\n", encoding="utf-8")
     soundfonts = tuple(sorted({j["soundfont"] for j in jobs})) if any(
         _BY_NAME[c].kind == "instrument" for c in names) else ()
+    text_seed = int(seed) if any(_BY_NAME[c].kind == "speech" for c in names) else None
     return run_jobs(jobs, _worker, out, workers=workers, desc="event clips", progress=progress,
-                    initializer=_init_worker, initargs=(soundfonts, int(sr)))
+                    initializer=_init_worker, initargs=(soundfonts, int(sr), text_seed))
 
 
 def summarize_event_corpus(manifest: Manifest) -> dict[str, Any]:

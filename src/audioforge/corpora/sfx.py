@@ -230,7 +230,7 @@ def alarm_beep(duration: float, sr: int, rng: np.random.Generator) -> np.ndarray
     sr
         Sample rate in Hz.
     rng
-        Random generator; draws the carrier (0.9-3.2 kHz), timbre (sine to square-ish) and the on/off pattern.
+        Random generator; draws the carrier (0.9-3.2 kHz), timbre (sine to band-limited square) and the on/off pattern.
 
     Returns
     -------
@@ -242,7 +242,7 @@ def alarm_beep(duration: float, sr: int, rng: np.random.Generator) -> np.ndarray
     style = int(rng.integers(3))
     f1 = min(rng.uniform(900, 3200), _nyq(sr) / 3)
     f2 = f1 * float(rng.choice([0.75, 0.8, 1.2, 1.25, 1.5]))
-    drive = rng.uniform(0.01, 4.0)  # 0: pure sine, 4: nearly square (odd harmonics)
+    square = rng.uniform(0.0, 1.0)  # 0: pure sine, 1: band-limited square wave (odd harmonics, 1/k)
     on = rng.uniform(0.06, 0.45)
     off = rng.uniform(0.05, 0.5)
     group = int(rng.integers(2, 6)) if style == 2 else 1
@@ -255,7 +255,11 @@ def alarm_beep(duration: float, sr: int, rng: np.random.Generator) -> np.ndarray
     env = _ramp(m, sr, 0.003, 0.004)
     for i, t0 in enumerate(times):
         f = f2 if (style == 1 and i % 2) else f1
-        tone = np.tanh(drive * np.sin(2 * np.pi * f * tt)) / np.tanh(drive)
+        tone = np.sin(2 * np.pi * f * tt)
+        for k in range(3, 40, 2):
+            if k * f >= _nyq(sr):
+                break
+            tone += square * np.sin(2 * np.pi * k * f * tt) / k
         _add(y, int(t0 * sr), tone * env)
     return _finish(y, sr)
 
@@ -286,7 +290,7 @@ def siren(duration: float, sr: int, rng: np.random.Generator) -> np.ndarray:
     y = np.zeros(n)
     amps = [1.0, rng.uniform(0.0, 0.5), rng.uniform(0.1, 0.6), rng.uniform(0.0, 0.3), rng.uniform(0.0, 0.3)]
     for k, a in enumerate(amps, 1):
-        y += a * np.sin(k * phase) * (k * f < _nyq(sr))
+        y += a * np.sin(k * phase) * np.clip((_nyq(sr) - k * f) / (0.05 * sr), 0.0, 1.0)  # fade out near Nyquist
     swell = 0.6 + 0.4 * np.tanh(_smooth_noise(n, sr, 0.25, rng))
     return _finish(y * swell, sr)
 
@@ -584,6 +588,7 @@ def whistle(duration: float, sr: int, rng: np.random.Generator) -> np.ndarray:
         glide = max(1, int(rng.uniform(0.015, 0.05) * sr))
         f = np.convolve(np.pad(f, (glide, glide), mode="edge"), np.ones(glide) / glide, mode="same")[glide:-glide]
         f *= 1 + rng.uniform(0.004, 0.015) * np.sin(2 * np.pi * rng.uniform(4.5, 6.5) * t)
+        f = np.minimum(f, _nyq(sr))
     else:  # referee whistle: pea rattling modulates the pitch quickly
         base = min(rng.uniform(2500, 3800), _nyq(sr) * 0.8)
         f = base * (1 + rng.uniform(0.03, 0.08) * np.sin(2 * np.pi * rng.uniform(20, 40) * t))
