@@ -227,6 +227,6 @@ def mel_blocks_cached(
 def groups_for_frames(n_mels: int, n_frames: int) -> int:
     """Block count for :func:`mel_blocks`: few blocks when per-matmul overhead dominates (short inputs), more
     when arithmetic does (long inputs). Measured on a 2-core x86 VM, one thread."""
-    if n_mels < 32:
+    if n_mels < 32 or n_frames <= 16:
         return 1
-    return 4 if n_frames <= 512 else 8
+    return 4

@@ -7,6 +7,7 @@ and stay in float64 end to end when given float64 (librosa builds a float32 mel 
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -14,7 +15,13 @@ import torch
 
 from ..errors import InvalidParameterError
 from ._io import as_tensor, check_finite_number, check_positive_int
-from .mel import apply_mel_blocks, groups_for_frames, mel_blocks_cached, mel_filterbank_tensor
+from .mel import (
+    MelBlocks,
+    apply_mel_blocks,
+    groups_for_frames,
+    mel_blocks_cached,
+    mel_filterbank_tensor,
+)
 from .stft import PAD_MODES, frame_signal, resolve_frame_params, stft_window
 
 __all__ = [
@@ -131,24 +138,92 @@ def melspectrogram(
         if St.dim() < 2 or n_fft < 2:
             raise InvalidParameterError(f"S must have shape (..., 1 + n_fft // 2, t), got {tuple(St.shape)}")
         St = St.transpose(-1, -2)
-    elif y is None:
+        blocks = _mel_blocks(sr, n_fft, n_mels, fmin, fmax, htk, norm, dtype, St)
+        return back(apply_mel_blocks(St, blocks).transpose(-1, -2))
+    if y is None:
         raise InvalidParameterError("pass either y (samples) or S (a power spectrogram)")
-    else:
-        n_fft, hop_length, win_length = resolve_frame_params(n_fft, hop_length, win_length)
-        _check_pad_mode(pad_mode, center)
-        power = _check_power(power)
-        yt, back = as_tensor(y)
-        St = power_spectrogram_frames(yt, n_fft=n_fft, hop_length=hop_length, win_length=win_length, window=window,
-                                      center=center, pad_mode=pad_mode, power=power)
-    basis_dtype = St.dtype if dtype is None else (torch.float64 if np.dtype(dtype) == np.float64 else torch.float32)
-    # validates the parameters (and caches the dense basis); the product uses its block-sparse form
+    yt, back = as_tensor(y)
+    window_key = window if isinstance(window, (str, tuple)) else None
+    if window_key is not None and power == 2.0:
+        # the common case: everything validated and built once per configuration
+        plan = _mel_plan(sr, n_fft, hop_length, win_length, window_key, center, pad_mode, n_mels, fmin, fmax, htk,
+                         norm, _basis_dtype(dtype, yt.dtype), yt.dtype, str(yt.device))
+        return back(_mel_power2(yt, plan).transpose(-1, -2))
+    n_fft, hop_length, win_length = resolve_frame_params(n_fft, hop_length, win_length)
+    _check_pad_mode(pad_mode, center)
+    power = _check_power(power)
+    St = power_spectrogram_frames(yt, n_fft=n_fft, hop_length=hop_length, win_length=win_length, window=window,
+                                  center=center, pad_mode=pad_mode, power=power)
+    blocks = _mel_blocks(sr, n_fft, n_mels, fmin, fmax, htk, norm, dtype, St)
+    return back(apply_mel_blocks(St, blocks).transpose(-1, -2))
+
+
+def _basis_dtype(dtype: Any, data_dtype: torch.dtype) -> torch.dtype:
+    if dtype is None:
+        return data_dtype
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    return torch.float64 if np.dtype(dtype) == np.float64 else torch.float32
+
+
+def _mel_blocks(sr: float, n_fft: int, n_mels: int, fmin: float, fmax: float | None, htk: bool, norm: Any,
+                dtype: Any, St: torch.Tensor) -> MelBlocks:
+    """Validated, cached block-sparse mel basis in ``St``'s dtype and device."""
+    basis_dtype = _basis_dtype(dtype, St.dtype)
     mel_filterbank_tensor(sr=sr, n_fft=n_fft, n_mels=check_positive_int(n_mels, "n_mels"), fmin=fmin, fmax=fmax,
-                          htk=htk, norm=norm, dtype=basis_dtype, device=St.device)
+                          htk=htk, norm=norm, dtype=basis_dtype, device=St.device)  # validates, caches
     n_groups = groups_for_frames(n_mels, St.shape[-2])
     blocks = mel_blocks_cached((sr, n_fft, n_mels, fmin, fmax, htk, norm), basis_dtype, str(St.device), n_groups)
     if basis_dtype != St.dtype:
         blocks = tuple((c0, c1, w.to(St.dtype)) for c0, c1, w in blocks)
-    return back(apply_mel_blocks(St, blocks).transpose(-1, -2))
+    return blocks
+
+
+@dataclass(frozen=True)
+class _MelPlan:
+    n_fft: int
+    hop_length: int
+    center: bool
+    pad_mode: str
+    window: torch.Tensor
+    blocks: MelBlocks
+
+
+#: frames per FFT block: keeps the windowed frames, spectrum and squares in cache for long inputs
+_FRAME_BLOCK = 384
+
+
+@functools.lru_cache(maxsize=128)
+def _mel_plan(sr: float, n_fft: Any, hop_length: Any, win_length: Any, window: Any, center: bool, pad_mode: str,
+              n_mels: int, fmin: float, fmax: float | None, htk: bool, norm: Any, basis_dtype: torch.dtype,
+              dtype: torch.dtype, device: str) -> _MelPlan:
+    n_fft, hop_length, win_length = resolve_frame_params(n_fft, hop_length, win_length)
+    _check_pad_mode(pad_mode, center)
+    win = stft_window(window, win_length, n_fft, dtype=dtype, device=device)
+    probe = torch.empty((0, _FRAME_BLOCK, 1), dtype=dtype, device=device)
+    blocks = _mel_blocks(sr, n_fft, n_mels, fmin, fmax, htk, norm, basis_dtype, probe)
+    return _MelPlan(n_fft, hop_length, bool(center), pad_mode, win, blocks)
+
+
+def _mel_power2(y: torch.Tensor, plan: _MelPlan) -> torch.Tensor:
+    """Time-major mel power spectrogram ``(..., t, n_mels)``: frames -> window -> rfft -> re^2 + im^2 -> mel.
+
+    The squares are taken on the interleaved real view of the spectrum (one contiguous op, no complex
+    arithmetic), the pairs summed into a contiguous power array (so the block-sparse mel product slices it without
+    copies), and frames go through in cache-sized blocks. Measured faster than complex multiplication, than
+    ``abs()**2`` and than a row-duplicated mel basis on the interleaved squares.
+    """
+    frames = frame_signal(y, n_fft=plan.n_fft, hop_length=plan.hop_length, center=plan.center,
+                          pad_mode=plan.pad_mode)
+    n = frames.shape[-2]
+    outs = []
+    for t0 in range(0, n, _FRAME_BLOCK):
+        spec = torch.view_as_real(torch.fft.rfft(frames[..., t0 : t0 + _FRAME_BLOCK, :] * plan.window, dim=-1))
+        sq = spec * spec
+        outs.append(apply_mel_blocks(sq[..., 0] + sq[..., 1], plan.blocks))
+    if not outs:  # zero frames (only with center=False, which frame_signal rejects): keep the shape
+        return frames.new_zeros((*frames.shape[:-1], sum(w.shape[1] for _, _, w in plan.blocks)))
+    return outs[0] if len(outs) == 1 else torch.cat(outs, dim=-2)
 
 
 _MAX_REFS = (np.max, np.amax, torch.max, torch.amax, max)
