@@ -13,3 +13,4 @@ app.add_typer(corpus_app, name="corpus")
 # Generator command modules register themselves on import (one line each):
 from . import corpus_events  # noqa: E402,F401
 from . import corpus_instruments  # noqa: E402,F401
+from . import corpus_speech  # noqa: E402,F401
