@@ -24,10 +24,10 @@ def _median_ms(fn: Callable[[], object], calls: int = 20) -> float:
 
 
 def _sample(sr: int = 16000) -> np.ndarray:
-    """A spoken sentence (espeak-ng, installed by the set-up) followed by a rising harmonic melody."""
+    """A spoken sentence (flite, installed by the set-up) followed by a rising harmonic melody."""
     from ..corpora.tts import synthesize_one
 
-    speech = synthesize_one("audioforge turns waveforms into features in microseconds.", "espeak-ng:en-us",
+    speech = synthesize_one("audioforge turns waveforms into features in microseconds.", "flite-slt",
                             sr=sr)
     t = np.arange(int(1.5 * sr)) / sr
     f0 = 220.0 * 2 ** (np.floor(t / 0.25) / 12 * 2)  # a whole-tone scale, quarter-second notes
@@ -50,7 +50,7 @@ def demo(out: Path = typer.Option(Path("out/demo"), help="Folder for the demo's 
     from ..features.kaldi import kaldi_fbank
     from ..plotting import plot_spectrogram
 
-    console = Console()
+    console = Console(width=110)
     torch.set_num_threads(1)
     out.mkdir(parents=True, exist_ok=True)
     sr = 16000
@@ -90,7 +90,7 @@ def demo(out: Path = typer.Option(Path("out/demo"), help="Folder for the demo's 
         table.add_row("Kaldi fbank 80 (WeNet)", f"{fb:.3f}", "-", "-", "-")
     console.print(table)
     err = float(np.max(np.abs(logmel - ref)))
-    console.print(f"log-mel max |audioforge - librosa| over the whole sample: {err:.2e} dB")
+    console.print(f"log-mel (dB) max |audioforge - librosa| over the whole sample: {err:.1e} dB")
     np.save(out / "logmel.npy", logmel)
     png = plot_spectrogram(logmel, out / "logmel.png", sr=sr, hop_length=200, title="sample.wav: log-mel (80 bands)")
     console.print(f"[bold]spectrogram[/bold]: {png}")
