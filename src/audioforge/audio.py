@@ -8,6 +8,7 @@ given, except :func:`load`, which returns numpy.
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -41,11 +42,10 @@ MAX_SAMPLE_RATE = 768_000
 
 
 def _is_torch(x: Any) -> bool:
-    try:
-        import torch
-    except ImportError:  # pragma: no cover - torch is a hard dependency
-        return False
-    return isinstance(x, torch.Tensor)
+    # A tensor can only exist if torch was imported already: don't import it just to check (the onnxruntime
+    # backends must stay torch-free).
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(x, torch.Tensor)
 
 
 def validate_sample_rate(sr: Any, *, name: str = "sr", supported: tuple[int, ...] | None = None) -> int:
