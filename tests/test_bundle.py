@@ -138,3 +138,20 @@ def test_state_dict_checks():
     b = _bundle()
     with pytest.raises(CheckpointError, match="missing keys"):
         b.check_state_dict({**{k: v.shape for k, v in b.state_dict.items()}, "extra": (1,)})
+
+
+def test_saved_bundle_has_ordinary_permissions(tmp_path):
+    import os
+    import stat
+
+    import torch
+
+    from audioforge.bundle import Bundle
+
+    b = Bundle(task="test", architecture="linear", hyperparameters={}, state_dict={"w": torch.zeros(2)})
+    path = b.save(tmp_path / "b")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o777 & ~umask
+    for f in path.iterdir():
+        assert stat.S_IMODE(f.stat().st_mode) == 0o666 & ~umask

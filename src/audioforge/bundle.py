@@ -228,6 +228,12 @@ class Bundle:
             save_file(tensors, str(tmp / WEIGHTS_FILE), metadata={"format": "pt", "task": self.task})
             for name, data in self.extra_files.items():
                 (tmp / name).write_bytes(data)
+            # mkdtemp creates 0700 and some writers 0600: give the bundle ordinary permissions (umask applied)
+            umask = os.umask(0)
+            os.umask(umask)
+            tmp.chmod(0o777 & ~umask)
+            for f in tmp.iterdir():
+                f.chmod(0o666 & ~umask)
             if target.exists():
                 old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
                 os.replace(target, old / "bundle")
