@@ -311,6 +311,23 @@ def test_static_mount(tmp_path: Path, recognizer: Recognizer) -> None:
         create_app(recognizer, static_dir=tmp_path / "missing")
 
 
+def test_page_models_manifest_points_at_served_bundles(recognizer: Recognizer) -> None:
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    web = Path(__file__).resolve().parents[2] / "web"
+    running = RunningServer(create_app(recognizer, workers=1, static_dir=web))
+    try:
+        status, entries, _ = http(running.http + "/web/models/manifest.json")
+        assert status == 200 and {e["id"] for e in entries} >= {"sax", "violin", "flute"}
+        for e in entries:
+            for key in ("decoder", "controls"):
+                with opener.open(running.http + e[key], timeout=10) as resp:
+                    assert resp.status == 200 and len(resp.read()) > 100
+        with opener.open(running.http + "/web/dsp/synth.js", timeout=10) as resp:
+            assert resp.headers["content-type"].startswith("text/javascript")
+    finally:
+        running.stop()
+
+
 # ------------------------------------------------------------------------------------------------ shutdown, CLI
 
 

@@ -492,6 +492,10 @@ def create_app(
         from fastapi.staticfiles import StaticFiles
 
         app.mount("/web", StaticFiles(directory=str(static), html=True), name="web")
+        # the page's instrument models: the shipped DDSP bundles' browser forms (web/models/manifest.json)
+        bundles = Path(__file__).resolve().parent.parent / "assets" / "bundles"
+        if bundles.is_dir():
+            app.mount("/bundles", StaticFiles(directory=str(bundles)), name="bundles")
     return app
 
 
