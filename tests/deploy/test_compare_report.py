@@ -155,3 +155,14 @@ def test_compare_errors(fragile, tmp_path):
         compare_layers(path, q, [{"feats": inputs[0]["x"]}])
     with pytest.raises(InvalidParameterError, match="empty"):
         write_quantization_report([], tmp_path / "r", title="x")
+
+
+def test_tensor_metrics_ignore_shared_masked_positions():
+    from audioforge.deploy.compare import tensor_metrics
+
+    a = np.array([1.0, -np.inf, 2.0, -np.inf])
+    b = np.array([1.0, -np.inf, 2.1, -np.inf])
+    cos, max_abs, rel = tensor_metrics(a, b)
+    assert np.isfinite(cos) and cos > 0.99 and max_abs == pytest.approx(0.1) and rel == pytest.approx(0.1 / 5**0.5)
+    cos, max_abs, _ = tensor_metrics(a, np.array([1.0, 0.0, 2.0, -np.inf]))
+    assert cos == 0.0 and max_abs == np.inf

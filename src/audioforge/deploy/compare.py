@@ -116,12 +116,21 @@ class LayerComparisons(list):
 def tensor_metrics(reference: np.ndarray, candidate: np.ndarray) -> tuple[float, float, float]:
     """Cosine similarity, max abs error and relative L2 error of ``candidate`` against ``reference``.
 
-    Two all-zero tensors have cosine 1; one all-zero tensor against a non-zero one has cosine 0.
+    Two all-zero tensors have cosine 1; one all-zero tensor against a non-zero one has cosine 0. Positions where
+    both tensors hold the same non-finite value (masked attention scores filled with -inf) are equal by
+    construction and left out; a non-finite value in only one of them makes the tensors incomparable (cosine 0,
+    infinite errors).
     """
     a = np.asarray(reference, dtype=np.float64).ravel()
     b = np.asarray(candidate, dtype=np.float64).ravel()
     if a.shape != b.shape:
         raise InvalidParameterError(f"cannot compare tensors of {a.size} and {b.size} elements")
+    fa, fb = np.isfinite(a), np.isfinite(b)
+    if not (fa.all() and fb.all()):
+        same = (~fa) & (~fb) & ((a == b) | (np.isnan(a) & np.isnan(b)))
+        if np.any((~fa | ~fb) & ~same):
+            return 0.0, math.inf, math.inf
+        a, b = a[~same], b[~same]
     if a.size == 0:
         return 1.0, 0.0, 0.0
     na, nb = float(np.linalg.norm(a)), float(np.linalg.norm(b))

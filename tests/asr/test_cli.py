@@ -1,0 +1,74 @@
+"""``audioforge transcribe``, ``audioforge export asr``, ``audioforge asr train|evaluate``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from audioforge.cli import app
+from audioforge.corpora.manifest import Manifest
+from audioforge.errors import CheckpointError, InvalidParameterError
+
+from .test_data import tone_manifest  # noqa: F401  (fixture)
+from .test_evaluate import tiny_bundle  # noqa: F401  (fixture)
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def wav(tone_manifest: Path) -> Path:  # noqa: F811
+    m = Manifest.load(tone_manifest)
+    return m.audio_path(m[0])
+
+
+def test_transcribe_text_json_stream(tiny_bundle: Path, wav: Path) -> None:  # noqa: F811
+    res = runner.invoke(app, ["transcribe", str(wav), "--bundle", str(tiny_bundle)])
+    assert res.exit_code == 0, res.output
+    assert len(res.output.splitlines()) == 1
+    res = runner.invoke(app, ["transcribe", str(wav), "--bundle", str(tiny_bundle), "--json"])
+    assert res.exit_code == 0, res.output
+    lines = res.output.splitlines()
+    doc = json.loads("\n".join(lines[:-1]))
+    assert set(doc) >= {"text", "nbest", "words", "timings"} and doc["text"] == lines[-1].strip()
+    assert doc["timings"]["rtf"] > 0
+    res = runner.invoke(app, ["transcribe", str(wav), "--bundle", str(tiny_bundle), "--stream"])
+    assert res.exit_code == 0, res.output
+    lines = res.output.splitlines()
+    assert any("partial" in line for line in lines) and "final" in lines[-2]
+    res = runner.invoke(app, ["transcribe", str(wav), "--bundle", str(tiny_bundle), "--stream", "--json"])
+    events = json.loads("\n".join(res.output.splitlines()[:-1]))
+    assert events[-1]["type"] == "final" and events[0]["audio_s"] > 0
+
+
+def test_transcribe_onnx_backend(tiny_bundle: Path, wav: Path, tmp_path: Path) -> None:  # noqa: F811
+    res = runner.invoke(app, ["export", "asr", str(tiny_bundle), "--out", str(tmp_path / "exp"), "--int8", "dynamic"])
+    assert res.exit_code == 0, res.output
+    assert "int8 model" in res.output and (tmp_path / "exp" / "int8" / "encoder.onnx").is_file()
+    res = runner.invoke(app, ["transcribe", str(wav), "--bundle", str(tmp_path / "exp" / "int8"), "--backend", "onnx"])
+    assert res.exit_code == 0, res.output
+
+
+def test_cli_errors(tiny_bundle: Path, wav: Path, tmp_path: Path) -> None:  # noqa: F811
+    res = runner.invoke(app, ["transcribe", str(wav), "--bundle", str(tiny_bundle), "--backend", "tflite"])
+    assert isinstance(res.exception, InvalidParameterError)
+    res = runner.invoke(app, ["transcribe", str(wav), "--bundle", str(tmp_path / "none")])
+    assert isinstance(res.exception, CheckpointError)
+    res = runner.invoke(app, ["export", "asr", str(tiny_bundle), "--out", str(tmp_path / "x"), "--int8", "static"])
+    assert isinstance(res.exception, InvalidParameterError) and "calibration" in str(res.exception)
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json", encoding="utf-8")
+    res = runner.invoke(app, ["asr", "train", str(bad)])
+    assert isinstance(res.exception, InvalidParameterError)
+
+
+def test_asr_evaluate_command(tiny_bundle: Path, tone_manifest: Path) -> None:  # noqa: F811
+    res = runner.invoke(app, ["asr", "evaluate", str(tiny_bundle), str(tone_manifest), "--no-pocketsphinx",
+                              "--max-utterances", "1"])
+    assert res.exit_code == 0, res.output
+    assert "u2 full context" in res.output and "u2 streaming chunk 16" in res.output
+    res = runner.invoke(app, ["asr", "evaluate", str(tiny_bundle), str(tone_manifest), "--no-pocketsphinx",
+                              "--max-utterances", "1", "--json"])
+    assert json.loads(res.output)[0]["system"] == "u2 full context"

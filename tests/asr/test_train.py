@@ -1,0 +1,131 @@
+"""ASR training: WarmupLR, checkpoint averaging, train_asr (loss decreases, resume continues), DDP on CPU."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from audioforge.asr.infer import Recognizer
+from audioforge.asr.train import (
+    WarmupLR,
+    average_checkpoints,
+    best_checkpoints,
+    build_tokenizer,
+    read_metrics,
+    train_asr,
+)
+from audioforge.bundle import Bundle
+from audioforge.errors import CheckpointError, InvalidParameterError
+
+from .test_data import tone_manifest  # noqa: F401  (fixture)
+
+TINY_MODEL = {
+    "encoder_conf": {"output_size": 32, "attention_heads": 2, "linear_units": 64, "num_blocks": 2,
+                     "cnn_module_kernel": 8, "dropout_rate": 0.0, "positional_dropout_rate": 0.0, "max_len": 1000},
+    "decoder_conf": {"attention_heads": 2, "linear_units": 64, "num_blocks": 1, "r_num_blocks": 1,
+                     "dropout_rate": 0.0, "positional_dropout_rate": 0.0},
+}
+
+
+def tiny_train_config(manifest: Path, work: Path, **trainer: Any) -> dict[str, Any]:
+    return {
+        "work_dir": str(work),
+        "train_manifest": str(manifest),
+        "train_split": "train",
+        "valid_manifest": str(manifest),
+        "valid_split": "test",
+        "model": TINY_MODEL,
+        "data": {"max_batch_seconds": 8.0, "speeds": [1.0], "dither": 0.0, "specaug": None},
+        "optim": {"lr": 0.005, "warmup_steps": 5},
+        "trainer": {"max_steps": 10, "val_every_n_steps": 5, "checkpoint_every_n_steps": 5, "save_top_k": 3,
+                    "average_best": 2, "num_threads": 1, **trainer},
+    }
+
+
+def _val_losses(work: Path) -> list[tuple[int, float]]:
+    return [(int(r["step"]), r["val_loss"]) for r in read_metrics(work) if "val_loss" in r]
+
+
+def test_warmup_lr_schedule() -> None:
+    p = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.Adam([p], lr=1.0)
+    sched = WarmupLR(opt, warmup_steps=4)
+    lrs = []
+    for _ in range(8):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert lrs[0] == pytest.approx(0.25) and lrs[3] == pytest.approx(1.0)
+    assert lrs[7] == pytest.approx((4 / 8) ** 0.5)
+    with pytest.raises(InvalidParameterError):
+        WarmupLR(opt, warmup_steps=0)
+
+
+def test_average_checkpoints(tmp_path: Path) -> None:
+    paths = []
+    for i, v in enumerate((1.0, 3.0)):
+        sd = {"model.w": torch.full((2,), v), "model.n": torch.tensor(7), "other.x": torch.zeros(1)}
+        path = tmp_path / f"step{i:08d}-val_loss{10 - i:.5f}.ckpt"
+        torch.save({"state_dict": sd}, path)
+        paths.append(path)
+    avg = average_checkpoints(paths)
+    assert set(avg) == {"w", "n"} and torch.allclose(avg["w"], torch.full((2,), 2.0)) and avg["n"].item() == 7
+    assert best_checkpoints(tmp_path, 1) == [paths[1]]
+    with pytest.raises(CheckpointError):
+        average_checkpoints([])
+    torch.save({"state_dict": {"model.v": torch.zeros(1)}}, tmp_path / "odd.ckpt")
+    with pytest.raises(CheckpointError, match="other weights"):
+        average_checkpoints([paths[0], tmp_path / "odd.ckpt"])
+
+
+def test_build_tokenizer() -> None:
+    assert build_tokenizer(["ab c"], {"type": "char"}).vocab_size == 3 + 4
+    bpe = build_tokenizer(["hello world", "help the world"] * 20, {"type": "bpe", "vocab_size": 20})
+    assert bpe.decode(bpe.encode("hello world")) == "hello world"
+    with pytest.raises(InvalidParameterError, match="unknown tokenizer"):
+        build_tokenizer(["a"], {"type": "wordpiece"})
+    with pytest.raises(InvalidParameterError, match="no transcripts"):
+        build_tokenizer([" "], {"type": "char"})
+
+
+def test_train_config_errors(tmp_path: Path) -> None:
+    with pytest.raises(InvalidParameterError, match="unknown training settings"):
+        train_asr({"work_dir": str(tmp_path), "epochs": 3})
+    with pytest.raises(InvalidParameterError, match="train_manifest"):
+        train_asr({"work_dir": str(tmp_path)})
+    with pytest.raises(InvalidParameterError, match="unknown trainer settings"):
+        train_asr({"work_dir": str(tmp_path), "trainer": {"gpus": 1}})
+
+
+def test_loss_decreases_resume_and_average(tone_manifest: Path, tmp_path: Path) -> None:  # noqa: F811
+    work = tmp_path / "run"
+    bundle = train_asr(tiny_train_config(tone_manifest, work, max_steps=10))
+    first = _val_losses(work)
+    assert [s for s, _ in first] == [4, 9]
+    assert first[-1][1] < first[0][1]
+    assert (work / "checkpoints" / "last.ckpt").is_file() and (work / "bundle" / "config.json").is_file()
+    assert bundle.metrics["train_steps"] == 10 and len(bundle.metrics["averaged_checkpoints"]) == 2
+    # resume: the step counter continues from last.ckpt
+    bundle = train_asr(tiny_train_config(tone_manifest, work, max_steps=20))
+    steps = [s for s, _ in _val_losses(work)]
+    assert steps[:2] == [4, 9] and max(steps) == 19 and bundle.metrics["train_steps"] == 20
+    assert _val_losses(work)[-1][1] < first[0][1]
+    rec = Recognizer.from_bundle(Bundle.load(work / "bundle"))
+    assert rec.tokenizer.vocab_size == rec.model.vocab_size
+    assert rec.model.encoder.global_cmvn is not None  # CMVN from the training data
+    # averaging: the bundle holds the mean of the best checkpoints
+    expected = average_checkpoints([work / "checkpoints" / n for n in bundle.metrics["averaged_checkpoints"]])
+    key = "encoder.after_norm.weight"
+    assert torch.allclose(bundle.state_dict[key], expected[key])
+
+
+@pytest.mark.slow
+def test_ddp_two_processes_on_cpu(tone_manifest: Path, tmp_path: Path) -> None:  # noqa: F811
+    work = tmp_path / "ddp"
+    bundle = train_asr(tiny_train_config(tone_manifest, work, max_steps=4, val_every_n_steps=2, devices=2,
+                                         strategy="ddp_spawn", checkpoint_every_n_steps=2))
+    assert bundle.metrics["train_steps"] == 4
+    assert (work / "checkpoints" / "last.ckpt").is_file()
