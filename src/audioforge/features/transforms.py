@@ -79,7 +79,7 @@ class _RebuildOnApply(nn.Module):
     """
 
     def _make_buffers(self, dtype: torch.dtype, device: Any) -> dict[str, torch.Tensor]:
-        raise NotImplementedError
+        raise TypeError(f"{type(self).__name__} must define _make_buffers(dtype, device) returning its constants")
 
     def _register_constants(self, dtype: torch.dtype, device: Any) -> None:
         for name, value in self._make_buffers(dtype, device).items():
