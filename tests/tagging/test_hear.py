@@ -17,8 +17,14 @@ HEAR_RATES = {16000, 22050, 32000, 44100, 48000}
 
 @pytest.fixture(scope="module")
 def model():
+    return hear.load_model("")  # the shipped default tagger
+
+
+def test_without_a_shipped_tagger_a_random_model_is_built_with_a_warning(monkeypatch):
+    monkeypatch.setattr(hear, "available_bundles", lambda: [])
     with pytest.warns(UserWarning, match="randomly initialised passt_mini"):
-        return hear.load_model("")
+        fallback = hear.load_model("")
+    assert fallback.scene_embedding_size > 0
 
 
 def _noise(n_sounds: int, seconds: float, sr: int, seed: int = 0) -> torch.Tensor:
@@ -31,7 +37,8 @@ def test_model_attributes(model):
     for name in ("scene_embedding_size", "timestamp_embedding_size"):
         value = getattr(model, name)
         assert isinstance(value, int) and not isinstance(value, bool)
-    assert model.scene_embedding_size == model.timestamp_embedding_size == 527 + 96  # logits + features
+    n_classes, width = model.model.head[1].out_features, model.model.head[1].in_features
+    assert model.scene_embedding_size == model.timestamp_embedding_size == n_classes + width  # logits + features
 
 
 @pytest.mark.parametrize("seconds", [1.07, 1.98, 4.0])
@@ -86,7 +93,7 @@ def test_scene_embedding_of_a_long_clip_averages_padded_windows(model):
 def test_very_short_clips(model):
     emb, ts = hear.get_timestamp_embeddings(_noise(1, 0.01, model.sample_rate), model)
     assert emb.shape == (1, 1, model.timestamp_embedding_size) and ts.tolist() == [[0.0]]
-    assert hear.get_scene_embeddings(_noise(1, 0.01, model.sample_rate), model).shape == (1, 623)
+    assert hear.get_scene_embeddings(_noise(1, 0.01, model.sample_rate), model).shape == (1, model.scene_embedding_size)
 
 
 def test_numpy_input_and_validation(model):

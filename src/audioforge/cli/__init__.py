@@ -20,7 +20,7 @@ def _root() -> None:
 
 
 # Command modules: importing one registers its commands on `app` (or adds a sub-app).
-from . import asr, bench, corpus, ddsp, demo, features, info, serve  # noqa: E402,F401
+from . import asr, bench, corpus, ddsp, demo, features, info, serve, tagging  # noqa: E402,F401
 
 
 def main() -> None:

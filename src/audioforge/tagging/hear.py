@@ -169,8 +169,8 @@ def load_model(model_file_path: str | os.PathLike[str] = "", **kwargs: Any) -> P
     model_file_path
         A bundle folder, the name of a shipped bundle, or an official PaSST ``.pt`` checkpoint (converted with
         :func:`audioforge.tagging.load_official_checkpoint`; pass ``arch=`` for non-default strides). ``""``: the
-        shipped default tagger bundle; none ships yet, so a randomly initialised ``passt_mini`` is built instead,
-        with a warning (its embeddings carry no learned information: use it only to test a pipeline).
+        shipped default tagger bundle (``"tagger"``); if no tagger is installed, a randomly initialised
+        ``passt_mini`` is built instead, with a warning (its embeddings carry no learned information).
     **kwargs
         ``mode`` (``"all"``, ``"logits"``, ``"features"``), ``device``, ``arch`` (for ``.pt`` files), ``seed``
         (for the random fallback, default 0), and the window settings of :class:`PasstHearModel`.

@@ -1,0 +1,460 @@
+"""Training and fine-tuning PaSST taggers with Lightning: :class:`TaggingModule` and :func:`train_tagger`.
+
+The recipe follows PaSST (Koutini et al. 2022) scaled to a CPU: weighted sampling, gain/roll augmentation, mixup
+(alpha 0.3, ``lam = max(l, 1 - l)``), SpecAugment, Patchout, AdamW, an exponential warm-up, a flat phase and a
+linear decay to ``last_lr_factor`` of the peak (:func:`lr_factor`, applied per optimizer step with ``LambdaLR``),
+and stochastic weight averaging: from epoch ``swa_start`` every ``swa_every`` epochs the weights are added to a
+running average kept in the module (and in every checkpoint); the averaged weights are what the bundle ships
+(``swa=True``).
+
+Everything else is Lightning's: ``precision`` (``"32"``, ``"bf16-mixed"`` on CPU), ``accumulate_grad_batches``,
+``ModelCheckpoint`` writing ``<out>/checkpoints/last.ckpt`` after every epoch (a rerun resumes from it, the step
+count continuing), and ``strategy``/``devices``/``num_nodes`` for DDP (``strategy="ddp", devices=2`` on a CPU runs
+two processes; launch it as a script, ``python -m audioforge.tagging.train CONFIG`` or ``audioforge tagging
+train CONFIG``, because Lightning re-runs the command for the other ranks).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F  # noqa: N812 - the conventional alias
+
+from ..bundle import Bundle
+from ..errors import InvalidParameterError, MissingToolError
+from .data import TaggingDataModule, mel_gain, mixup, spec_augment
+from .frontend import PasstFrontend
+from .metrics import accuracy, multilabel_metrics
+from .model import PaSST, preset_config
+
+try:
+    import lightning.pytorch as pl
+except ImportError:  # pragma: no cover - lightning is the optional "train" dependency
+    pl = None  # type: ignore[assignment]
+
+__all__ = ["TaggingModule", "TrainConfig", "load_config", "lr_factor", "train_tagger"]
+
+_LightningModule = pl.LightningModule if pl is not None else torch.nn.Module
+_Callback = pl.Callback if pl is not None else object
+
+
+def lr_factor(epoch: float, *, warmup_epochs: float, decay_start: float, decay_end: float,
+              last_lr_factor: float = 0.01) -> float:
+    """Learning-rate multiplier at (fractional) ``epoch``: PaSST's ``exp_warmup_linear_down``.
+
+    ``exp(-5 (1 - e / warmup)^2)`` during the warm-up, 1 until ``decay_start``, then linear down to
+    ``last_lr_factor`` at ``decay_end`` and constant after.
+    """
+    if warmup_epochs > 0 and epoch < warmup_epochs:
+        return float(math.exp(-5.0 * (1.0 - epoch / warmup_epochs) ** 2))
+    if epoch < decay_start:
+        return 1.0
+    if epoch >= decay_end or decay_end <= decay_start:
+        return float(last_lr_factor)
+    frac = (epoch - decay_start) / (decay_end - decay_start)
+    return float(1.0 - frac * (1.0 - last_lr_factor))
+
+
+@dataclass
+class TrainConfig:
+    """Everything :func:`train_tagger` needs (a recipe's ``config.json`` holds these keys).
+
+    Attributes
+    ----------
+    manifest
+        Manifest path (``labels.json`` next to it unless ``labels`` is given); relative paths resolve against the
+        config file's folder when loaded with :func:`load_config`.
+    out_dir
+        Output folder: ``checkpoints/last.ckpt``, ``bundle/``, ``train_log.jsonl``.
+    preset, model
+        PaSST preset and hyper-parameter overrides (``num_classes`` is set from the labels).
+    frontend
+        :class:`PasstFrontend` settings (SpecAugment widths ``freqm``/``timem`` are also used in ``"mel"`` mode).
+    features
+        ``"mel"`` (cached log-mels, augmentation in the mel domain) or ``"wave"`` (front end on the fly).
+    multi_label
+        BCE-with-logits on multi-hot targets (True) or cross-entropy on single labels (False).
+    lr, weight_decay, warmup_epochs, decay_start, decay_end, last_lr_factor
+        AdamW and :func:`lr_factor` (epochs; fractional epochs are used per step).
+    val_every
+        Validate every this many epochs (the validation split is scored with the evaluation front end).
+    swa, swa_start, swa_every
+        Weight averaging from epoch ``swa_start`` (0-based, counted at epoch ends) every ``swa_every`` epochs.
+    precision, accumulate_grad_batches, strategy, devices, num_nodes, accelerator
+        Passed to ``lightning.Trainer``.
+    """
+
+    manifest: str
+    out_dir: str
+    labels: list[str] | None = None
+    preset: str = "passt_mini"
+    model: dict[str, Any] = field(default_factory=lambda: {"s_patchout_t": 40, "s_patchout_f": 4})
+    frontend: dict[str, Any] = field(default_factory=dict)
+    features: str = "mel"
+    multi_label: bool = True
+    train_split: str = "train"
+    val_split: str | None = "test"
+    max_train_clips: int | None = None
+    clip_seconds: float = 10.0
+    batch_size: int = 32
+    num_workers: int = 0
+    weighted_sampler: bool = True
+    mixup_alpha: float = 0.3
+    gain_db: float = 7.0
+    roll: bool = True
+    max_epochs: int = 30
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    warmup_epochs: float = 3.0
+    decay_start: float = 15.0
+    decay_end: float = 30.0
+    last_lr_factor: float = 0.01
+    swa: bool = True
+    swa_start: int = 20
+    swa_every: int = 2
+    precision: str = "32"
+    accumulate_grad_batches: int = 1
+    accelerator: str = "cpu"
+    strategy: str = "auto"
+    devices: int | str = 1
+    num_nodes: int = 1
+    threads: int | None = None
+    seed: int = 0
+    resume: bool = True
+    progress: bool = True
+    limit_train_batches: int | float | None = None
+    val_every: int = 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def load_config(config: TrainConfig | dict[str, Any] | str | os.PathLike[str]) -> TrainConfig:
+    """A :class:`TrainConfig` from itself, a dict, or a JSON file (its relative paths resolved against its folder).
+
+    Raises
+    ------
+    InvalidParameterError
+        Missing file, invalid JSON, unknown or missing keys.
+    """
+    if isinstance(config, TrainConfig):
+        return config
+    base: Path | None = None
+    if isinstance(config, (str, os.PathLike)):
+        path = Path(config)
+        if not path.is_file():
+            raise InvalidParameterError(f"training config not found: {path}")
+        try:
+            config = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise InvalidParameterError(f"{path} is not valid JSON: {exc}") from exc
+        base = path.resolve().parent
+    if not isinstance(config, dict):
+        raise InvalidParameterError("a training config must be a JSON object / dict")
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    cfg = {k: v for k, v in config.items() if not k.startswith("_")}  # "_comment" keys are allowed
+    unknown = sorted(set(cfg) - known)
+    if unknown:
+        raise InvalidParameterError(f"unknown training config keys {unknown}; known: {sorted(known)}")
+    missing = [k for k in ("manifest", "out_dir") if k not in cfg]
+    if missing:
+        raise InvalidParameterError(f"the training config needs {missing}")
+    if base is not None:
+        for key in ("manifest", "out_dir"):
+            p = Path(cfg[key])
+            if not p.is_absolute():
+                cfg[key] = str(base / p)
+    out = TrainConfig(**cfg)
+    if out.features not in ("mel", "wave"):
+        raise InvalidParameterError(f"features={out.features!r}; use 'mel' or 'wave'")
+    if out.precision not in ("32", "32-true", "bf16-mixed", "bf16-true", "16-mixed"):
+        raise InvalidParameterError(f"precision={out.precision!r}; use '32' or 'bf16-mixed' (CPU)")
+    return out
+
+
+class TaggingModule(_LightningModule):  # type: ignore[misc,valid-type]
+    """PaSST plus its front end, trained with BCE-with-logits (multi-label) or cross-entropy.
+
+    Parameters
+    ----------
+    model_config
+        Keyword arguments of :class:`PaSST` (from :func:`~audioforge.tagging.preset_config`).
+    frontend_config
+        Keyword arguments of :class:`PasstFrontend`.
+    features
+        ``"wave"``: batches hold waveforms; ``"mel"``: batches hold normalised log-mels ``(batch, mels, frames)``.
+    labels
+        Class names (for the metrics).
+    """
+
+    def __init__(self, model_config: dict[str, Any], frontend_config: dict[str, Any] | None = None, *,
+                 features: str = "mel", labels: list[str] | None = None, multi_label: bool = True,
+                 lr: float = 1e-3, weight_decay: float = 1e-4, warmup_epochs: float = 3.0,
+                 decay_start: float = 15.0, decay_end: float = 30.0, last_lr_factor: float = 0.01,
+                 mixup_alpha: float = 0.3, gain_db: float = 7.0, swa: bool = True, swa_start: int = 20,
+                 swa_every: int = 2) -> None:
+        if pl is None:  # pragma: no cover
+            raise MissingToolError("training needs lightning: pip install 'audioforge[train]'")
+        super().__init__()
+        self.save_hyperparameters()
+        self.model = PaSST(**model_config)
+        # head_dist is kept for checkpoint compatibility but unused by forward: freeze it so that DDP does not wait
+        # for its gradients (and AdamW's weight decay does not shrink it)
+        self.model.head_dist.requires_grad_(False)
+        self.frontend = PasstFrontend(**(frontend_config or {}))
+        self.features = features
+        self.labels = list(labels) if labels else [str(i) for i in range(self.model.num_classes)]
+        self.multi_label = bool(multi_label)
+        self.swa_state: dict[str, torch.Tensor] | None = None
+        self.swa_count = 0
+        self._val: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self.history: list[dict[str, Any]] = []
+
+    # -- steps -------------------------------------------------------------------------------------------------------
+    def _features(self, x: torch.Tensor) -> torch.Tensor:
+        if self.features == "mel":
+            return x.unsqueeze(1) if x.dim() == 3 else x
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            return self.frontend(x.float())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits of a batch (waveforms or mels, per ``features``)."""
+        return self.model(self._features(x))[0]
+
+    def _loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if self.multi_label:
+            return F.binary_cross_entropy_with_logits(logits.float(), y)
+        return F.cross_entropy(logits.float(), y)  # soft (mixed) one-hot targets
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        x, y = batch
+        hp = self.hparams
+        if self.features == "mel":
+            x = mel_gain(x, hp.gain_db)
+            x, y = mixup(x, y, alpha=hp.mixup_alpha, domain="mel")
+            x = spec_augment(x, freqm=self.frontend.freqm, timem=self.frontend.timem).unsqueeze(1)
+        else:
+            x, y = mixup(x, y, alpha=hp.mixup_alpha, domain="wave")
+            x = self._features(x)
+        logits = self.model(x)[0]
+        loss = self._loss(logits, y)
+        self.log("train_loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=len(y))
+        self.log("lr", self.optimizers().param_groups[0]["lr"], prog_bar=True, on_step=True, on_epoch=False)
+        return loss
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        x, y = batch
+        logits = self(x)
+        self.log("val_loss", self._loss(logits, y), on_epoch=True, batch_size=len(y), sync_dist=True)
+        self._val.append((logits.detach().float().cpu(), y.detach().cpu()))
+
+    def on_validation_epoch_end(self) -> None:
+        if not self._val:
+            return
+        logits = torch.cat([v[0] for v in self._val])
+        targets = torch.cat([v[1] for v in self._val])
+        self._val.clear()
+        if self.trainer is not None and self.trainer.world_size > 1:
+            logits = self.all_gather(logits).reshape(-1, logits.shape[-1]).cpu()
+            targets = self.all_gather(targets).reshape(-1, targets.shape[-1]).cpu()
+        if self.multi_label:
+            m = multilabel_metrics(logits, targets, self.labels)
+            values = {"val_mAP": m.mAP, "val_d_prime": m.d_prime}
+        else:
+            values = {"val_accuracy": accuracy(logits, targets.argmax(-1).numpy())}
+        for k, v in values.items():
+            if not math.isnan(v):
+                self.log(k, v, prog_bar=True, sync_dist=False)
+        if not self.trainer.sanity_checking:
+            self.history.append({"epoch": int(self.current_epoch), "step": int(self.global_step),
+                                 **{k: round(float(v), 5) for k, v in values.items()}})
+
+    # -- optimisation ------------------------------------------------------------------------------------------------
+    def configure_optimizers(self) -> Any:
+        hp = self.hparams
+        no_decay = self.model.no_weight_decay()
+        decay, plain = [], []
+        for name, p in self.named_parameters():
+            if not p.requires_grad:
+                continue
+            short = name.split(".", 1)[1] if name.startswith("model.") else name
+            (plain if short in no_decay or p.dim() == 1 else decay).append(p)
+        opt = torch.optim.AdamW([{"params": decay, "weight_decay": hp.weight_decay},
+                                 {"params": plain, "weight_decay": 0.0}], lr=hp.lr)
+        steps_per_epoch = max(1, int(self.trainer.estimated_stepping_batches) // max(1, self.trainer.max_epochs))
+
+        def factor(step: int) -> float:
+            return lr_factor(step / steps_per_epoch, warmup_epochs=hp.warmup_epochs, decay_start=hp.decay_start,
+                             decay_end=hp.decay_end, last_lr_factor=hp.last_lr_factor)
+
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    # -- weight averaging --------------------------------------------------------------------------------------------
+    def on_train_epoch_end(self) -> None:
+        hp = self.hparams
+        epoch = int(self.current_epoch)
+        if hp.swa and epoch >= hp.swa_start and (epoch - hp.swa_start) % max(1, hp.swa_every) == 0:
+            state = {k: v.detach().float().clone() for k, v in self.model.state_dict().items()}
+            if self.swa_state is None:
+                self.swa_state, self.swa_count = state, 1
+            else:
+                self.swa_count += 1
+                for k, v in state.items():
+                    self.swa_state[k] += (v - self.swa_state[k]) / self.swa_count
+
+    def averaged_state_dict(self) -> dict[str, torch.Tensor]:
+        """The SWA weights if any epoch was averaged, else the current weights (float32 CPU copies)."""
+        if self.swa_state is not None:
+            return {k: v.clone() for k, v in self.swa_state.items()}
+        return {k: v.detach().float().cpu().clone() for k, v in self.model.state_dict().items()}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["audioforge_swa"] = {"state": self.swa_state, "count": self.swa_count}
+        checkpoint["audioforge_history"] = list(self.history)
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        swa = checkpoint.get("audioforge_swa") or {}
+        self.swa_state = swa.get("state")
+        self.swa_count = int(swa.get("count", 0))
+        self.history = list(checkpoint.get("audioforge_history", []))
+
+
+class _EpochLog(_Callback):  # type: ignore[misc,valid-type]
+    """Append one JSON line per epoch to ``train_log.jsonl`` (rank 0): epoch, step, losses, val metrics, seconds."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.t0 = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer: Any, module: Any) -> None:
+        if not trainer.is_global_zero:
+            return
+        row = {"epoch": int(trainer.current_epoch), "step": int(trainer.global_step),
+               "seconds": round(time.perf_counter() - self.t0, 1)}
+        for k, v in trainer.callback_metrics.items():
+            if isinstance(v, torch.Tensor) and v.numel() == 1:
+                row[k] = round(float(v), 5)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a", encoding="utf-8") as fh:
+            fh.write(json.dumps(row) + "\n")
+
+
+def _build(cfg: TrainConfig) -> tuple[TaggingDataModule, TaggingModule]:
+    fe_cfg = PasstFrontend(**cfg.frontend).config()
+    dm = TaggingDataModule(cfg.manifest, labels=cfg.labels, train_split=cfg.train_split, val_split=cfg.val_split,
+                           features=cfg.features, frontend=fe_cfg,
+                           cache_dir=Path(cfg.out_dir) / "mel_cache" if cfg.features == "mel" else None,
+                           batch_size=cfg.batch_size, num_workers=cfg.num_workers,
+                           weighted_sampler=cfg.weighted_sampler, clip_seconds=cfg.clip_seconds,
+                           gain_db=cfg.gain_db, roll=cfg.roll, seed=cfg.seed, max_train_clips=cfg.max_train_clips)
+    model_cfg = preset_config(cfg.preset, **{**cfg.model, "num_classes": len(dm.labels)})
+    module = TaggingModule(model_cfg, fe_cfg, features=cfg.features, labels=dm.labels, multi_label=cfg.multi_label,
+                           lr=cfg.lr, weight_decay=cfg.weight_decay, warmup_epochs=cfg.warmup_epochs,
+                           decay_start=cfg.decay_start, decay_end=cfg.decay_end, last_lr_factor=cfg.last_lr_factor,
+                           mixup_alpha=cfg.mixup_alpha, gain_db=cfg.gain_db, swa=cfg.swa, swa_start=cfg.swa_start,
+                           swa_every=cfg.swa_every)
+    return dm, module
+
+
+def make_bundle(module: TaggingModule, *, preset: str, metrics: dict[str, Any] | None = None,
+                options: dict[str, Any] | None = None, averaged: bool = True) -> Bundle:
+    """A tagging :class:`Bundle` of a trained module (SWA weights when ``averaged`` and available)."""
+    state = module.averaged_state_dict() if averaged else {
+        k: v.detach().float().cpu().clone() for k, v in module.model.state_dict().items()}
+    return Bundle(task="tagging", architecture=preset, hyperparameters=module.model.config(), state_dict=state,
+                  frontend=module.frontend.config(), labels=list(module.labels), metrics=dict(metrics or {}),
+                  options={"multi_label": module.multi_label, **(options or {})})
+
+
+def train_tagger(config: TrainConfig | dict[str, Any] | str | os.PathLike[str]) -> Bundle:
+    """Train (or resume training of) a PaSST tagger and write ``<out_dir>/bundle``.
+
+    Resumes from ``<out_dir>/checkpoints/last.ckpt`` when it exists (``resume=True``). After training, the
+    shipped weights (SWA average if enabled, else the last) are evaluated on the validation split; the bundle's
+    ``metrics`` hold ``mAP`` and ``d_prime`` (multi-label) or ``accuracy``, plus training facts.
+
+    Returns
+    -------
+    Bundle
+        The trained bundle (saved on rank 0; other DDP ranks return it unsaved).
+
+    Raises
+    ------
+    InvalidParameterError, ManifestError, AudioFileError
+        Bad config, manifest or audio.
+    MissingToolError
+        Lightning is not installed.
+    """
+    if pl is None:  # pragma: no cover
+        raise MissingToolError("training needs lightning: pip install 'audioforge[train]'")
+    cfg = load_config(config)
+    out = Path(cfg.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if cfg.threads:
+        torch.set_num_threads(int(cfg.threads))
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    dm, module = _build(cfg)
+    ckpt_dir = out / "checkpoints"
+    ckpt_cb = pl.callbacks.ModelCheckpoint(dirpath=ckpt_dir, save_last=True, save_top_k=0, every_n_epochs=1,
+                                           save_on_train_epoch_end=True)
+    trainer_kw: dict[str, Any] = {}
+    if cfg.limit_train_batches is not None:
+        trainer_kw["limit_train_batches"] = cfg.limit_train_batches
+    if dm.val_manifest is None:
+        trainer_kw["limit_val_batches"] = 0
+    trainer = pl.Trainer(
+        accelerator=cfg.accelerator, devices=cfg.devices, num_nodes=cfg.num_nodes, strategy=cfg.strategy,
+        precision=cfg.precision, accumulate_grad_batches=cfg.accumulate_grad_batches, max_epochs=cfg.max_epochs,
+        callbacks=[ckpt_cb, _EpochLog(out / "train_log.jsonl")], default_root_dir=str(out), logger=False,
+        enable_progress_bar=cfg.progress, enable_model_summary=False, num_sanity_val_steps=0,
+        log_every_n_steps=10, deterministic=False, check_val_every_n_epoch=max(1, int(cfg.val_every)), **trainer_kw,
+    )
+    last = ckpt_dir / "last.ckpt"
+    start = time.perf_counter()
+    trainer.fit(module, datamodule=dm, ckpt_path=str(last) if cfg.resume and last.is_file() else None)
+    seconds = time.perf_counter() - start
+    metrics: dict[str, Any] = {"train_seconds_this_run": round(seconds, 1), "epochs": int(trainer.current_epoch),
+                               "steps": int(trainer.global_step), "train_clips": len(dm.train_manifest)}
+    options = {"source": "audioforge.tagging.train", "training": {
+        k: v for k, v in cfg.to_dict().items() if k not in ("manifest", "out_dir", "progress")}}
+    bundle = make_bundle(module, preset=cfg.preset, metrics=metrics, options=options, averaged=cfg.swa)
+    if dm.val_manifest is not None and trainer.is_global_zero:
+        from .export import evaluate_tagger
+
+        result = evaluate_tagger(bundle, dm.val_manifest, labels=dm.labels, split=None)
+        key = "mAP" if cfg.multi_label else "accuracy"
+        metrics.update({f"{cfg.val_split}_{k}": v for k, v in result.items() if k in (key, "d_prime", "auc")})
+        metrics["eval_split"] = cfg.val_split
+        metrics["eval_clips"] = len(dm.val_manifest)
+        metrics["swa_epochs_averaged"] = module.swa_count if cfg.swa else 0
+    bundle.metrics = metrics
+    if trainer.is_global_zero:
+        bundle.save(out / "bundle", overwrite=True)
+        if module.history:
+            (out / "history.json").write_text(json.dumps(module.history, indent=1) + "\n", encoding="utf-8")
+    return bundle
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m audioforge.tagging.train CONFIG``: train from a JSON config (the DDP-safe entry point)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if len(args) != 1:
+        print("usage: python -m audioforge.tagging.train CONFIG.json", file=sys.stderr)
+        return 2
+    bundle = train_tagger(args[0])
+    print(json.dumps(bundle.metrics, default=float))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,290 @@
+"""Training: data pipeline, augmentations, schedule, loss going down, checkpoint resume, DDP with 2 CPU processes."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from audioforge.audio import save
+from audioforge.corpora.manifest import Manifest
+from audioforge.errors import AudioFileError, InvalidParameterError, ManifestError, NonFiniteAudioError
+from audioforge.tagging import PasstFrontend
+from audioforge.tagging.data import (
+    MelDataset,
+    TaggingDataModule,
+    WaveformDataset,
+    build_mel_cache,
+    class_weights,
+    load_clip,
+    load_labels,
+    mel_gain,
+    mixup,
+    sample_weights,
+    spec_augment,
+)
+from audioforge.tagging.train import TaggingModule, load_config, lr_factor, train_tagger
+
+pytest.importorskip("lightning")
+
+LABELS = ["low", "mid", "high", "noise"]
+SR = 32000
+
+
+def make_tone_corpus(root: Path, *, clips: int = 24, seconds: float = 2.0, test_every: int = 4, seed: int = 0) -> Path:
+    """A tiny multi-label corpus: each clip holds 1-2 of {300 Hz tone, 1200 Hz tone, 4 kHz tone, noise bursts}."""
+    rng = np.random.default_rng(seed)
+    (root / "audio").mkdir(parents=True, exist_ok=True)
+    t = np.arange(int(seconds * SR)) / SR
+    freq = {"low": 300.0, "mid": 1200.0, "high": 4000.0}
+    entries = []
+    for i in range(clips):
+        labs = [LABELS[i % 4]] if i % 3 else [LABELS[i % 4], LABELS[(i + 1) % 4]]
+        y = 0.002 * rng.standard_normal(len(t))
+        for lab in labs:
+            if lab == "noise":
+                env = (np.sin(2 * np.pi * 3 * t) > 0).astype(float)
+                y += 0.2 * env * rng.standard_normal(len(t))
+            else:
+                y += 0.3 * np.sin(2 * np.pi * freq[lab] * t + rng.uniform(0, 6))
+        key = f"clip{i:03d}"
+        save(root / "audio" / f"{key}.wav", (y / max(1.0, np.abs(y).max())).astype(np.float32), SR)
+        entries.append({"key": key, "wav": f"audio/{key}.wav", "duration": seconds, "sr": SR,
+                        "split": "test" if i % test_every == 0 else "train", "labels": labs})
+    Manifest(entries, root=root).save(root / "manifest.jsonl")
+    (root / "labels.json").write_text(json.dumps(LABELS), encoding="utf-8")
+    return root / "manifest.jsonl"
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_tone_corpus(tmp_path_factory.mktemp("tones"))
+
+
+def tiny_config(manifest: Path, out: Path, **kw) -> dict:
+    cfg = {"manifest": str(manifest), "out_dir": str(out), "preset": "passt_mini",
+           "model": {"s_patchout_t": 4, "s_patchout_f": 2}, "features": "mel", "clip_seconds": 2.0,
+           "frontend": {"timem": 20}, "batch_size": 6, "max_epochs": 2, "lr": 1e-3, "warmup_epochs": 0.5,
+           "decay_start": 10, "decay_end": 20,
+           "mixup_alpha": 0.0, "swa": False, "val_every": 1, "threads": 1, "progress": False, "seed": 0}
+    cfg.update(kw)
+    return cfg
+
+
+# ----------------------------------------------------------------------------------------------------------- data
+
+
+def test_labels_targets_and_sampler_weights(corpus: Path) -> None:
+    m = Manifest.load(corpus)
+    labels = load_labels(m)
+    assert labels == LABELS
+    counts = np.array([sum(lab in e["labels"] for e in m) for lab in labels], dtype=float)
+    np.testing.assert_allclose(class_weights(m, labels), 1000 / (counts + 100))
+    w = sample_weights(m, labels)
+    e = m[0]
+    assert w[0] == pytest.approx(sum(1000 / (counts[labels.index(lab)] + 100) for lab in e["labels"]))
+    ds = WaveformDataset(m, labels, clip_seconds=2.0)
+    x, y = ds[0]
+    assert x.shape == (64000,) and y.tolist() == [float(lab in e["labels"]) for lab in labels]
+
+
+def test_labels_errors(corpus: Path, tmp_path: Path) -> None:
+    m = Manifest.load(corpus)
+    with pytest.raises(ManifestError, match="not in the class list"):
+        load_labels(m, ["low"])
+    with pytest.raises(ManifestError, match="does not exist"):
+        load_labels(Manifest([{"key": "a", "wav": "a.wav", "labels": ["x"]}], root=tmp_path))
+    with pytest.raises(ManifestError, match="no 'labels'"):
+        load_labels(Manifest([{"key": "a", "wav": "a.wav"}], root=tmp_path), ["x"])
+
+
+def test_load_clip_crop_pad_resample_and_errors(tmp_path: Path) -> None:
+    y = np.linspace(-0.5, 0.5, 16000, dtype=np.float32)
+    save(tmp_path / "a.wav", y, 16000)  # 1 s at 16 kHz -> resampled to 32 kHz, padded to 1.5 s
+    out = load_clip(tmp_path / "a.wav", sample_rate=SR, n_samples=48000)
+    assert out.shape == (48000,) and np.all(out[33000:] == 0)
+    out = load_clip(tmp_path / "a.wav", sample_rate=SR, n_samples=1000, rng=np.random.default_rng(0))
+    assert out.shape == (1000,)
+    with pytest.raises(AudioFileError):
+        load_clip(tmp_path / "missing.wav", sample_rate=SR, n_samples=10)
+    bad = np.zeros(100, dtype=np.float32)
+    bad[5] = np.nan
+    import soundfile as sf
+
+    sf.write(tmp_path / "nan.wav", bad, SR, subtype="FLOAT")
+    with pytest.raises(NonFiniteAudioError):
+        load_clip(tmp_path / "nan.wav", sample_rate=SR, n_samples=100)
+
+
+def test_datamodule_errors(corpus: Path, tmp_path: Path) -> None:
+    with pytest.raises(ManifestError, match="split='nope'"):
+        TaggingDataModule(corpus, train_split="nope")
+    with pytest.raises(InvalidParameterError):
+        TaggingDataModule(corpus, features="spectrogram")
+    m = Manifest.load(corpus)
+    broken = Manifest([{**e, "wav": "audio/none.wav", "key": e["key"]} for e in m], root=m.root)
+    with pytest.raises(AudioFileError, match="missing"):
+        TaggingDataModule(broken)
+    with pytest.raises(ManifestError, match="not found"):
+        TaggingDataModule(tmp_path / "none.jsonl")
+
+
+def test_mel_cache_matches_frontend_and_is_reused(corpus: Path, tmp_path: Path) -> None:
+    m = Manifest.load(corpus).filter(split="test")
+    fe = PasstFrontend()
+    mels = build_mel_cache(m, fe, tmp_path, clip_seconds=2.0)
+    assert mels.shape == (len(m), 128, 200) and mels.dtype == np.float16
+    ref = fe.eval()(torch.from_numpy(load_clip(m.audio_path(m[0]), sample_rate=SR, n_samples=64000)))[0, 0]
+    np.testing.assert_allclose(np.asarray(mels[0], dtype=np.float32), ref.numpy(), atol=4e-3)
+    assert len(list(tmp_path.glob("mels-*.npy"))) == 1
+    build_mel_cache(m, fe, tmp_path, clip_seconds=2.0)
+    assert len(list(tmp_path.glob("mels-*.npy"))) == 1
+    ds = MelDataset(mels, np.zeros((len(m), 4)), train=True)
+    x, _ = ds[0]
+    assert x.shape == (128, 200) and x.dtype == torch.float32
+
+
+def test_mel_gain_and_mixup_match_waveform_versions() -> None:
+    torch.manual_seed(0)
+    fe = PasstFrontend().eval()
+    a, b = 0.1 * torch.randn(2, 16000)
+    ma, mb = fe(torch.stack([a, b]))[:, 0]
+    # +6 dB on the waveform == +6 dB on the power mels
+    g = 10 ** (6 / 20)
+    torch.manual_seed(1)
+    rolled = mel_gain(ma[None].expand(4, -1, -1).clone(), 6.0)
+    # mel_gain draws its gain uniformly; check that one exact gain maps like the waveform
+    from audioforge.tagging.data import _from_power, _to_power
+
+    np.testing.assert_allclose(_from_power(_to_power(ma) * g**2), fe((g * a)[None])[0, 0], atol=2e-3)
+    assert rolled.shape == (4, 128, ma.shape[-1])
+    # mixup of two clips: targets mix with the same lambda >= 0.5; mel mixing = power mixing
+    x = torch.stack([ma, mb])
+    y = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    torch.manual_seed(3)
+    xm, ym = mixup(x, y, alpha=0.3, domain="mel")
+    lam = ym.max(dim=1).values
+    assert torch.all(lam >= 0.5) and torch.allclose(ym.sum(1), torch.ones(2))
+    for i in range(2):
+        if ym[i, i] < 1.0:  # mixed with the other clip
+            other = 1 - i
+            expect = _from_power(ym[i, i] * _to_power(x[i]) + ym[i, other] * _to_power(x[other]))
+            torch.testing.assert_close(xm[i], expect)
+    xw, yw = mixup(torch.stack([a, b]), y, alpha=0.3, domain="wave")
+    assert xw.shape == (2, 16000) and torch.allclose(yw.sum(1), torch.ones(2))
+    same, same_y = mixup(x, y, alpha=0.0)
+    assert same is x and same_y is y
+    with pytest.raises(InvalidParameterError):
+        mixup(x, y, domain="fft")
+
+
+def test_spec_augment_masks_with_zeros() -> None:
+    torch.manual_seed(0)
+    x = torch.ones(8, 128, 300)
+    out = spec_augment(x, freqm=48, timem=100)
+    assert out.shape == x.shape and (out == 0).any() and (out == 1).any()
+    assert torch.equal(spec_augment(x, freqm=0, timem=0), x)
+
+
+def test_lr_schedule_shape() -> None:
+    kw = {"warmup_epochs": 5, "decay_start": 50, "decay_end": 100, "last_lr_factor": 0.01}
+    assert lr_factor(0, **kw) == pytest.approx(math.exp(-5))
+    assert lr_factor(2.5, **kw) == pytest.approx(math.exp(-5 * 0.25))
+    assert lr_factor(5, **kw) == 1.0 and lr_factor(49.9, **kw) == 1.0
+    assert lr_factor(75, **kw) == pytest.approx(1 - 0.5 * 0.99)
+    assert lr_factor(100, **kw) == pytest.approx(0.01) and lr_factor(500, **kw) == pytest.approx(0.01)
+
+
+def test_config_errors(tmp_path: Path) -> None:
+    with pytest.raises(InvalidParameterError, match="not found"):
+        load_config(tmp_path / "none.json")
+    (tmp_path / "bad.json").write_text("{nope", encoding="utf-8")
+    with pytest.raises(InvalidParameterError, match="not valid JSON"):
+        load_config(tmp_path / "bad.json")
+    with pytest.raises(InvalidParameterError, match="unknown training config keys"):
+        load_config({"manifest": "m", "out_dir": "o", "learning_rate": 1})
+    with pytest.raises(InvalidParameterError, match="needs"):
+        load_config({"manifest": "m"})
+    with pytest.raises(InvalidParameterError, match="precision"):
+        load_config({"manifest": "m", "out_dir": "o", "precision": "fp8"})
+    (tmp_path / "rel.json").write_text(json.dumps({"manifest": "c/manifest.jsonl", "out_dir": "run"}), "utf-8")
+    cfg = load_config(tmp_path / "rel.json")
+    assert Path(cfg.manifest) == tmp_path / "c" / "manifest.jsonl" and Path(cfg.out_dir) == tmp_path / "run"
+
+
+# ------------------------------------------------------------------------------------------------------- training
+
+
+def _epoch_losses(out: Path) -> list[float]:
+    rows = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    return [r["train_loss_epoch"] for r in rows if "train_loss_epoch" in r]
+
+
+@pytest.mark.slow
+def test_loss_goes_down_and_bundle_is_written(corpus: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    bundle = train_tagger(tiny_config(corpus, out, max_epochs=6, swa=True, swa_start=3, swa_every=1))
+    losses = _epoch_losses(out)
+    assert len(losses) == 6
+    assert losses[-1] < 0.8 * losses[0], losses
+    assert (out / "bundle" / "config.json").is_file() and (out / "bundle" / "model.safetensors").is_file()
+    assert bundle.labels == LABELS and bundle.options["multi_label"] is True
+    assert bundle.metrics["swa_epochs_averaged"] == 3
+    assert 0.0 <= bundle.metrics["test_mAP"] <= 1.0
+    assert bundle.metrics["steps"] == 6 * 3  # 18 training clips, batch 6
+
+
+@pytest.mark.slow
+def test_resume_continues_step_count(corpus: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    first = train_tagger(tiny_config(corpus, out, max_epochs=1, val_split=None))
+    assert first.metrics["steps"] == 3 and (out / "checkpoints" / "last.ckpt").is_file()
+    second = train_tagger(tiny_config(corpus, out, max_epochs=2, val_split=None))
+    assert second.metrics["steps"] == 6 and second.metrics["epochs"] == 2
+    fresh = train_tagger(tiny_config(corpus, tmp_path / "other", max_epochs=1, val_split=None, resume=False))
+    assert fresh.metrics["steps"] == 3
+
+
+def test_waveform_mode_bf16_and_accumulation(corpus: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    bundle = train_tagger(tiny_config(corpus, out, features="wave", max_epochs=1, precision="bf16-mixed",
+                                      accumulate_grad_batches=3, mixup_alpha=0.3, val_split=None))
+    assert bundle.metrics["steps"] == 1  # 3 batches accumulated into one optimizer step
+    for v in bundle.state_dict.values():
+        assert v.dtype == torch.float32 and torch.isfinite(v).all()
+
+
+def test_module_forward_both_modes() -> None:
+    from audioforge.tagging import preset_config
+
+    cfg = preset_config("passt_mini", num_classes=3)
+    wave = TaggingModule(cfg, {}, features="wave").eval()
+    mel = TaggingModule(cfg, {}, features="mel").eval()
+    mel.model.load_state_dict(wave.model.state_dict())
+    x = 0.1 * torch.randn(2, 32000)
+    feats = PasstFrontend().eval()(x)[:, 0]
+    torch.testing.assert_close(wave(x), mel(feats), atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.slow
+def test_ddp_two_cpu_processes(corpus: Path, tmp_path: Path) -> None:
+    out = tmp_path / "ddp"
+    cfg = tiny_config(corpus, out, max_epochs=1, strategy="ddp", devices=2, batch_size=3)
+    path = tmp_path / "ddp.json"
+    path.write_text(json.dumps(cfg), encoding="utf-8")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    proc = subprocess.run([sys.executable, "-m", "audioforge.tagging.train", str(path)], capture_output=True,
+                          text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    metrics = json.loads(proc.stdout.strip().splitlines()[-1])
+    # 18 training clips split over 2 ranks: 9 per rank, batch 3 -> 3 optimizer steps per epoch on each rank
+    assert metrics["steps"] == 3
+    assert (out / "bundle" / "model.safetensors").is_file()
+    assert "test_mAP" in json.loads((out / "bundle" / "config.json").read_text())["metrics"]
