@@ -94,7 +94,22 @@ def demo(out: Path = typer.Option(Path("out/demo"), help="Folder for the demo's 
     np.save(out / "logmel.npy", logmel)
     png = plot_spectrogram(logmel, out / "logmel.png", sr=sr, hop_length=200, title="sample.wav: log-mel (80 bands)")
     console.print(f"[bold]spectrogram[/bold]: {png}")
+    _demo_tagging(out, console)
     _demo_transfer(out, console)
+
+
+def _demo_tagging(out: Path, console: object) -> None:
+    """Tag a held-out generated sound-event clip with the shipped tagger and draw its timeline."""
+    from ..audio import save
+    from ..corpora.events import plan_event_jobs, render_event_clip
+    from .tagging import tag
+
+    job = next(j for j in plan_event_jobs(10, seed=2026) if j.get("split") == "test")
+    audio, entry = render_event_clip(job)
+    wav = save(out / "events_clip.wav", audio, entry["sr"])
+    truth = ", ".join(sorted(entry["labels"]))
+    console.print(f"[bold]tagging[/bold] (shipped tagger) {wav}: the clip mixes {truth}")  # type: ignore[attr-defined]
+    tag(file=wav, bundle="tagger", top_k=5, timeline=out / "events_timeline.png", as_json=False)
 
 
 def _demo_transfer(out: Path, console: object) -> None:
