@@ -182,3 +182,14 @@ def test_bundle_problems():
     b.labels = b.labels[:5]
     with pytest.raises(CheckpointError, match="labels"):
         Tagger.load(b)
+
+
+def test_load_fits_the_window_to_short_time_embeddings():
+    torch.manual_seed(0)
+    model = build_passt("passt_mini", num_classes=3, img_size=[128, 400])  # 40 time patches: about 4 s
+    bundle = Bundle(task="tagging", architecture="passt_mini", hyperparameters=model.config(),
+                    state_dict=model.state_dict(), frontend=PasstFrontend().config(), labels=["a", "b", "c"])
+    short = Tagger.load(bundle)
+    assert short.window < 5.0 * short.sample_rate and abs(short.hop - short.window / 2) <= 1
+    result = short(_noise(9.0), SR)  # longer than the window: sliding windows, no crash
+    assert result.probs.shape[-1] == 3 and result.n_windows >= 2

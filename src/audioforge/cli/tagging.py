@@ -54,18 +54,12 @@ def tag(
     from rich.table import Table
 
     from ..audio import load
-    from ..bundle import Bundle
     from ..errors import AudioFileError
-    from ..tagging import Tagger, build_tagging_modules
+    from ..tagging import Tagger
 
     if not file.is_file():
         raise AudioFileError(f"audio file not found: {file}")
-    b = Bundle.load(bundle)
-    model, frontend = build_tagging_modules(b)
-    # 10 s windows (5 s hop) for long files, or the model's whole span if its time embeddings cover less
-    window = min(10.0, model.max_frames * frontend.hop_length / frontend.sample_rate)
-    tagger = Tagger(model, frontend, b.labels, multi_label=bool(b.options.get("multi_label", True)),
-                    window_seconds=window, hop_seconds=window / 2)
+    tagger = Tagger.load(bundle)  # 10 s windows, or the model's span if its time embeddings cover less
     y, sr = load(file)
     result = tagger(y, sr)
     top = result.top_k(top_k)

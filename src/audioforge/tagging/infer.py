@@ -210,11 +210,14 @@ class Tagger:
         bundle_or_path: Bundle | str | os.PathLike[str] = DEFAULT_BUNDLE,
         *,
         device: str | torch.device = "cpu",
-        window_seconds: float = 10.0,
-        hop_seconds: float = 5.0,
+        window_seconds: float | None = None,
+        hop_seconds: float | None = None,
         max_batch: int = 8,
     ) -> Tagger:
         """Build a tagger from a :class:`~audioforge.bundle.Bundle`, a bundle folder or a shipped bundle name.
+
+        ``window_seconds`` defaults to 10 s, or to the span of the model's time embeddings when that is shorter;
+        ``hop_seconds`` defaults to half the window.
 
         Raises
         ------
@@ -223,6 +226,10 @@ class Tagger:
         """
         bundle = bundle_or_path if isinstance(bundle_or_path, Bundle) else Bundle.load(bundle_or_path)
         model, frontend = build_tagging_modules(bundle, device=device)
+        if window_seconds is None:
+            window_seconds = min(10.0, model.max_frames * frontend.hop_length / frontend.sample_rate)
+        if hop_seconds is None:
+            hop_seconds = window_seconds / 2
         return cls(
             model,
             frontend,
