@@ -88,7 +88,32 @@ RNN_PRESETS: dict[str, RnnDecoderConfig] = {
 }
 
 
-class RnnFcDecoder(nn.Module):
+class _Decoder(nn.Module):
+    """What every DDSP decoder shares: the output layout and the one-frame streaming step built on ``forward``."""
+
+    config: Any
+
+    @property
+    def n_outputs(self) -> int:
+        """Width of the output: ``1 + n_harmonics + n_noise_bands``."""
+        return self.config.n_outputs
+
+    def step(self, f0_hz: torch.Tensor, loudness_db: torch.Tensor, state: Any = None) -> tuple[torch.Tensor, Any]:
+        """One frame: ``(batch,)`` inputs -> ``((batch, n_outputs), state)``, equal to ``forward`` frame by frame."""
+        out, new_state = self.forward(f0_hz.reshape(-1, 1), loudness_db.reshape(-1, 1), state)
+        return out[:, 0], new_state
+
+    def split_outputs(self, outputs: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Raw ``amplitude`` (batch, T), ``harmonic_distribution`` (batch, T, H), ``noise_magnitudes`` (batch, T, B)."""
+        h = self.config.n_harmonics
+        return {
+            "amplitude": outputs[..., 0],
+            "harmonic_distribution": outputs[..., 1: 1 + h],
+            "noise_magnitudes": outputs[..., 1 + h:],
+        }
+
+
+class RnnFcDecoder(_Decoder):
     """DDSP's RnnFcDecoder: per-input MLPs -> GRU -> concat(GRU, MLP features) -> MLP -> dense outputs.
 
     Parameters
@@ -124,11 +149,6 @@ class RnnFcDecoder(nn.Module):
         self.out_mlp = _Mlp(cfg.gru_units + 2 * feat, cfg.mlp_units, cfg.mlp_layers)
         self.dense = nn.Linear(cfg.mlp_units if cfg.mlp_layers else cfg.gru_units + 2 * feat, cfg.n_outputs)
 
-    @property
-    def n_outputs(self) -> int:
-        """Width of the output: ``1 + n_harmonics + n_noise_bands``."""
-        return self.config.n_outputs
-
     def initial_state(self, batch: int, *, device: torch.device | None = None) -> torch.Tensor:
         """The zero GRU state, shape ``(1, batch, gru_units)``."""
         return torch.zeros(1, batch, self.config.gru_units, device=device)
@@ -145,22 +165,6 @@ class RnnFcDecoder(nn.Module):
         h, new_state = self.gru(x, state)
         y = self.out_mlp(torch.cat([h, f, ld], dim=-1))
         return self.dense(y), new_state
-
-    def step(
-        self, f0_hz: torch.Tensor, loudness_db: torch.Tensor, state: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """One frame: ``(batch,)`` inputs -> ``((batch, n_outputs), state)``, equal to ``forward`` frame by frame."""
-        out, new_state = self.forward(f0_hz.reshape(-1, 1), loudness_db.reshape(-1, 1), state)
-        return out[:, 0], new_state
-
-    def split_outputs(self, outputs: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Raw ``amplitude`` (batch, T), ``harmonic_distribution`` (batch, T, H), ``noise_magnitudes`` (batch, T, B)."""
-        h = self.config.n_harmonics
-        return {
-            "amplitude": outputs[..., 0],
-            "harmonic_distribution": outputs[..., 1: 1 + h],
-            "noise_magnitudes": outputs[..., 1 + h:],
-        }
 
 
 @dataclass(frozen=True)
@@ -190,7 +194,7 @@ CONV_PRESETS: dict[str, ConvDecoderConfig] = {
 }
 
 
-class CausalConvDecoder(nn.Module):
+class CausalConvDecoder(_Decoder):
     """A stack of dilated causal 1-D convolutions over frames (the convnet style of the Sounds of India demo).
 
     ``x = Conv1x1([f0_in, ld_in])``; per dilation ``d``: ``x = x + leaky_relu(LayerNorm(CausalConv_d(x)))``; outputs
@@ -216,11 +220,6 @@ class CausalConvDecoder(nn.Module):
         self.norms = nn.ModuleList(nn.LayerNorm(cfg.channels) for _ in cfg.dilations)
         self.out = nn.Conv1d(cfg.channels, cfg.n_outputs, 1)
 
-    @property
-    def n_outputs(self) -> int:
-        """Width of the output."""
-        return self.config.n_outputs
-
     def initial_state(self, batch: int, *, device: torch.device | None = None) -> list[torch.Tensor]:
         """Zero history buffers, one ``(batch, channels, (kernel_size - 1) * d)`` per layer."""
         k = self.config.kernel_size - 1
@@ -245,19 +244,3 @@ class CausalConvDecoder(nn.Module):
             y = norm(conv(ext).transpose(1, 2)).transpose(1, 2)
             x = x + nnf.leaky_relu(y, LEAKY_SLOPE)
         return self.out(x).transpose(1, 2), new_state
-
-    def step(
-        self, f0_hz: torch.Tensor, loudness_db: torch.Tensor, state: list[torch.Tensor] | None = None
-    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """One frame: ``(batch,)`` inputs -> ``((batch, n_outputs), state)``."""
-        out, new_state = self.forward(f0_hz.reshape(-1, 1), loudness_db.reshape(-1, 1), state)
-        return out[:, 0], new_state
-
-    def split_outputs(self, outputs: torch.Tensor) -> dict[str, torch.Tensor]:
-        """As :meth:`RnnFcDecoder.split_outputs`."""
-        h = self.config.n_harmonics
-        return {
-            "amplitude": outputs[..., 0],
-            "harmonic_distribution": outputs[..., 1: 1 + h],
-            "noise_magnitudes": outputs[..., 1 + h:],
-        }

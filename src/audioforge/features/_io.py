@@ -66,3 +66,11 @@ def check_finite_number(value: Any, name: str, *, minimum: float | None = None, 
     if minimum is not None and value < minimum:
         raise InvalidParameterError(f"{name} must be >= {minimum}, got {value!r}")
     return float(value)
+
+
+def check_power(power: Any) -> float:
+    """Return the spectrogram exponent as float if it is finite and > 0, else raise InvalidParameterError."""
+    p = check_finite_number(power, "power")
+    if p <= 0:
+        raise InvalidParameterError(f"power must be > 0 (1 for magnitude, 2 for power), got {power!r}")
+    return p

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from ..errors import InvalidParameterError
-from ._io import as_tensor, check_finite_number, check_positive_int
+from ._io import as_tensor, check_finite_number, check_positive_int, check_power
 from .mel import (
     MelBlocks,
     apply_mel_blocks,
@@ -22,7 +22,7 @@ from .mel import (
     mel_blocks_cached,
     mel_filterbank_tensor,
 )
-from .stft import PAD_MODES, frame_signal, resolve_frame_params, stft_window
+from .stft import check_pad_mode, frame_signal, resolve_frame_params, stft_window
 
 __all__ = [
     "amplitude_to_db",
@@ -34,20 +34,6 @@ __all__ = [
     "power_spectrogram",
     "power_to_db",
 ]
-
-
-def _check_pad_mode(pad_mode: str, center: bool) -> None:
-    if center and pad_mode not in PAD_MODES:
-        raise InvalidParameterError(
-            f"pad_mode={pad_mode!r} is not supported for centred frames; use one of {list(PAD_MODES)}"
-        )
-
-
-def _check_power(power: Any) -> float:
-    p = check_finite_number(power, "power")
-    if p <= 0:
-        raise InvalidParameterError(f"power must be > 0 (1 for magnitude, 2 for power), got {power!r}")
-    return p
 
 
 def power_spectrogram_frames(
@@ -84,8 +70,8 @@ def power_spectrogram(
 ) -> Any:
     """``np.abs(librosa.stft(y, ...)) ** power``, shape ``(..., 1 + n_fft // 2, n_frames)``."""
     n_fft, hop_length, win_length = resolve_frame_params(n_fft, hop_length, win_length)
-    _check_pad_mode(pad_mode, center)
-    power = _check_power(power)
+    check_pad_mode(pad_mode, center)
+    power = check_power(power)
     yt, back = as_tensor(y)
     S = power_spectrogram_frames(yt, n_fft=n_fft, hop_length=hop_length, win_length=win_length, window=window,
                                  center=center, pad_mode=pad_mode, power=power)
@@ -150,8 +136,8 @@ def melspectrogram(
                          norm, _basis_dtype(dtype, yt.dtype), yt.dtype, str(yt.device))
         return back(_mel_power2(yt, plan).transpose(-1, -2))
     n_fft, hop_length, win_length = resolve_frame_params(n_fft, hop_length, win_length)
-    _check_pad_mode(pad_mode, center)
-    power = _check_power(power)
+    check_pad_mode(pad_mode, center)
+    power = check_power(power)
     St = power_spectrogram_frames(yt, n_fft=n_fft, hop_length=hop_length, win_length=win_length, window=window,
                                   center=center, pad_mode=pad_mode, power=power)
     blocks = _mel_blocks(sr, n_fft, n_mels, fmin, fmax, htk, norm, dtype, St)
@@ -198,7 +184,7 @@ def _mel_plan(sr: float, n_fft: Any, hop_length: Any, win_length: Any, window: A
               n_mels: int, fmin: float, fmax: float | None, htk: bool, norm: Any, basis_dtype: torch.dtype,
               dtype: torch.dtype, device: str) -> _MelPlan:
     n_fft, hop_length, win_length = resolve_frame_params(n_fft, hop_length, win_length)
-    _check_pad_mode(pad_mode, center)
+    check_pad_mode(pad_mode, center)
     win = stft_window(window, win_length, n_fft, dtype=dtype, device=device)
     probe = torch.empty((0, _FRAME_BLOCK, 1), dtype=dtype, device=device)
     blocks = _mel_blocks(sr, n_fft, n_mels, fmin, fmax, htk, norm, basis_dtype, probe)

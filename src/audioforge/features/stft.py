@@ -22,6 +22,15 @@ __all__ = ["PAD_MODES", "frame_signal", "n_frames", "pad_signal", "stft", "stft_
 PAD_MODES = ("constant", "edge", "reflect", "symmetric", "linear_ramp")
 
 
+def check_pad_mode(pad_mode: str, center: bool = True) -> None:
+    """Raise InvalidParameterError unless ``pad_mode`` is usable for (centred) frames."""
+    if center and pad_mode not in PAD_MODES:
+        raise InvalidParameterError(
+            f"pad_mode={pad_mode!r} is not supported for centred frames; use one of {list(PAD_MODES)} "
+            "(librosa.stft refuses the others too)"
+        )
+
+
 def _pad_indices(n: int, positions: torch.Tensor, mode: str) -> torch.Tensor:
     """Map out-of-range sample positions onto ``range(n)`` the way ``numpy.pad`` does for index-based modes."""
     if mode == "edge":
@@ -45,11 +54,7 @@ def pad_signal(y: torch.Tensor, left: int, right: int, mode: str = "constant") -
     Works for any signal length (numpy's repeated reflection for pads longer than the signal included) and keeps
     the autograd graph.
     """
-    if mode not in PAD_MODES:
-        raise InvalidParameterError(
-            f"pad_mode={mode!r} is not supported for centred frames; use one of {list(PAD_MODES)} "
-            "(librosa.stft refuses the others too)"
-        )
+    check_pad_mode(mode)
     if left == 0 and right == 0:
         return y
     n = y.shape[-1]
@@ -145,8 +150,7 @@ def stft(
     """
     n_fft, hop_length, win_length = resolve_frame_params(n_fft, hop_length, win_length)
     yt, back = as_tensor(y)
-    if center and pad_mode not in PAD_MODES:
-        pad_signal(yt[..., :1], 0, 1, pad_mode)  # raises the explanatory error
+    check_pad_mode(pad_mode, center)
     win = stft_window(window, win_length, n_fft, dtype=yt.dtype, device=yt.device)
     frames = frame_signal(yt, n_fft=n_fft, hop_length=hop_length, center=center, pad_mode=pad_mode)
     spec = torch.fft.rfft(frames * win, dim=-1)

@@ -29,11 +29,11 @@ from torch import nn
 
 from ..audio import validate_audio
 from ..errors import InvalidParameterError
-from ._io import check_finite_number, check_positive_int
+from ._io import check_finite_number, check_positive_int, check_power
 from .dft import rdft_basis
 from .mel import mel_filterbank, mel_filterbank_tensor
 from .spectral import dct_matrix
-from .stft import PAD_MODES, frame_signal, pad_signal, resolve_frame_params, stft_window
+from .stft import check_pad_mode, frame_signal, pad_signal, resolve_frame_params, stft_window
 
 __all__ = ["DFT_MODES", "MFCC", "LogMel", "MelSpectrogram"]
 
@@ -143,13 +143,8 @@ class MelSpectrogram(_RebuildOnApply):
         super().__init__()
         n_fft, hop_length, win_length = resolve_frame_params(n_fft, hop_length, win_length)
         self.center = _check_bool(center, "center")
-        if self.center and pad_mode not in PAD_MODES:
-            raise InvalidParameterError(
-                f"pad_mode={pad_mode!r} is not supported for centred frames; use one of {list(PAD_MODES)}"
-            )
-        power = check_finite_number(power, "power")
-        if power <= 0:
-            raise InvalidParameterError(f"power must be > 0 (1 for magnitude, 2 for power), got {power!r}")
+        check_pad_mode(pad_mode, self.center)
+        power = check_power(power)
         if not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
             raise InvalidParameterError(f"dtype must be a torch float dtype, got {dtype!r}")
         n_mels = check_positive_int(n_mels, "n_mels")
