@@ -10,7 +10,15 @@ import pytest
 import soundfile as sf
 import torch
 
-from audioforge.ddsp.data import DDSPDataModule, build_cache, compute_statistics, hold_f0, load_cache, map_quantiles
+from audioforge.ddsp.data import (
+    DDSPDataModule,
+    before_onset,
+    build_cache,
+    compute_statistics,
+    hold_f0,
+    load_cache,
+    map_quantiles,
+)
 from audioforge.ddsp.losses import multiscale_spectral_loss
 from audioforge.ddsp.train import DDSPLightning, load_config, load_model, train_ddsp
 from audioforge.errors import InvalidParameterError, ManifestError
@@ -53,6 +61,15 @@ def test_hold_f0_and_quantiles() -> None:
     np.testing.assert_array_equal(hold_f0(f0), [200, 200, 200, 200, 200, 300, 300])
     np.testing.assert_array_equal(hold_f0(f0, max_gap=1), [200, 200, 200, 200, 0, 300, 300])
     assert not hold_f0(np.zeros(4)).any()
+    # lead: the last `lead` frames of a gap take the coming note's f0; leading frames likewise
+    np.testing.assert_array_equal(hold_f0(f0, lead=1), [200, 200, 200, 200, 300, 300, 300])
+    np.testing.assert_array_equal(hold_f0(f0, lead=5), [200, 200, 200, 300, 300, 300, 300])
+    np.testing.assert_array_equal(hold_f0(np.zeros(3), lead=2), [0, 0, 0])
+    mask, nxt = before_onset(f0 > 0, 1)
+    np.testing.assert_array_equal(mask, [0, 1, 0, 0, 1, 0, 0])
+    np.testing.assert_array_equal(nxt[[1, 4, 6]], [2, 5, 6])
+    with pytest.raises(InvalidParameterError, match="lead"):
+        hold_f0(f0, lead=-1)
     src = np.linspace(-60, -20, 11)
     tgt = np.linspace(-40, -10, 11)
     np.testing.assert_allclose(map_quantiles(np.array([-60.0, -40.0, -20.0]), src, tgt), [-40, -25, -10], atol=1e-5)

@@ -41,6 +41,7 @@ __all__ = [
     "SR",
     "DDSPDataModule",
     "DDSPExamples",
+    "before_onset",
     "build_cache",
     "compute_statistics",
     "hold_f0",
@@ -59,8 +60,12 @@ AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".aiff", ".aif", ".mp3")
 N_QUANTILES = 256
 
 
-def hold_f0(f0_hz: np.ndarray, *, max_gap: int | None = None) -> np.ndarray:
+def hold_f0(f0_hz: np.ndarray, *, max_gap: int | None = None, lead: int = 0) -> np.ndarray:
     """Carry the last voiced f0 through unvoiced (0) frames; leading zeros take the first voiced value.
+
+    With ``lead`` > 0 the last ``lead`` frames of each gap take the *next* voiced value instead: a tracker becomes
+    confident only some way into a note's attack (a flute needs ~30-50 ms to speak), so the frames just before a
+    confident onset belong to the coming note, not to the previous one (offline use: it looks ahead).
 
     Parameters
     ----------
@@ -68,6 +73,8 @@ def hold_f0(f0_hz: np.ndarray, *, max_gap: int | None = None) -> np.ndarray:
         ``(n_frames,)`` f0 in Hz, 0 where there is no pitch.
     max_gap
         Longest gap (frames) bridged; longer gaps keep 0 after ``max_gap`` held frames. None bridges every gap.
+    lead
+        Frames before each voiced run that take that run's first value (0 = plain hold, causal).
 
     Returns
     -------
@@ -86,7 +93,24 @@ def hold_f0(f0_hz: np.ndarray, *, max_gap: int | None = None) -> np.ndarray:
     if max_gap is not None:
         gap = np.arange(f0.size) - np.where(last >= 0, last, -(10**9))
         out = np.where(voiced | ((last >= 0) & (gap <= max_gap)) | (last < 0), out, 0.0).astype(np.float32)
+    if lead < 0:
+        raise InvalidParameterError(f"lead={lead}: use a number of frames >= 0")
+    if lead:
+        take, nxt = before_onset(voiced, lead)
+        out = np.where(take, f0[nxt], out)
     return out.astype(np.float32)
+
+
+def before_onset(voiced: np.ndarray, frames: int) -> tuple[np.ndarray, np.ndarray]:
+    """Unvoiced frames at most ``frames`` frames before the start of a voiced run, and each frame's next voiced index.
+
+    Returns ``(mask, next_index)``; ``next_index`` is clipped to the last frame where no voiced frame follows.
+    """
+    voiced = np.asarray(voiced, dtype=bool)
+    n = voiced.size
+    nxt = np.minimum.accumulate(np.where(voiced, np.arange(n), n)[::-1])[::-1]
+    mask = ~voiced & (nxt < n) & (nxt - np.arange(n) <= frames)
+    return mask, np.minimum(nxt, max(n - 1, 0))
 
 
 def note_mask(
