@@ -55,6 +55,55 @@ def test_online_equals_batch_for_any_chunking(n: int, sizes: list[int], matmul: 
     np.testing.assert_allclose(got, want, atol=1e-5)
 
 
+def _shaped(kind: str, n: int, seed: int) -> np.ndarray:
+    """Signals whose weak bins expose any change in float32 rounding (steep spectra, a pure tone)."""
+    from scipy import signal
+
+    rng = np.random.default_rng(seed)
+    if kind == "sine":
+        return np.sin(2 * np.pi * 440.0 * np.arange(n) / 16000.0).astype(np.float32)
+    x = rng.standard_normal(n)
+    if kind == "highpass":
+        x = signal.lfilter(*signal.butter(8, 0.5, "high"), x)
+    elif kind == "lowpass":
+        x = signal.lfilter(*signal.butter(8, 0.05), x)
+    return (x * 3000.0).astype(np.float32)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    n=st.integers(400, 3000),
+    hop_sizes=st.lists(st.sampled_from([1, 37, 160, 161, 320, 400]), min_size=1, max_size=8),
+    kind=st.sampled_from(["noise", "highpass", "lowpass", "sine"]),
+    remove_dc=st.booleans(),
+    preemph=st.sampled_from([0.0, 0.97]),
+    double=st.booleans(),
+)
+def test_one_frame_fast_path_equals_batch(
+    n: int, hop_sizes: list[int], kind: str, remove_dc: bool, preemph: float, double: bool
+) -> None:
+    # plain log fbank (WeNet's settings): a hop completes one frame, which takes the numpy fast path
+    opts = {"num_mel_bins": 80, "energy_floor": 0.0, "remove_dc_offset": remove_dc,
+            "preemphasis_coefficient": preemph}
+    x = _shaped(kind, n, seed=n)
+    dtype = torch.float64 if double else torch.float32
+    fb = OnlineKaldiFbank(dtype=dtype, **opts)
+    assert fb._fc.one is not None
+    sizes = (hop_sizes * (n // sum(hop_sizes) + 1))[: n + 1]
+    got = torch.cat([fb.accept_waveform(c) for c in _split(x, sizes)]).numpy()
+    want = kaldi_fbank(x.astype(np.float64) if double else x, **opts)
+    assert got.shape == want.shape and got.dtype == want.dtype
+    np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+def test_fast_path_only_where_it_is_exact() -> None:
+    assert OnlineKaldiFbank(num_mel_bins=80)._fc.one is not None
+    assert OnlineKaldiFbank(num_mel_bins=80, dither=1.0)._fc.one is None  # random draws come from torch
+    assert OnlineKaldiFbank(num_mel_bins=80, use_energy=True)._fc.one is None
+    assert OnlineKaldiFbank(num_mel_bins=80, use_matmul_dft=True)._fc.one is None
+    assert OnlineKaldiFbank(num_mel_bins=80, use_log_fbank=False)._fc.one is None
+
+
 def test_frames_are_emitted_as_soon_as_complete() -> None:
     fb = OnlineKaldiFbank()
     x = _signal(1000, 1)

@@ -604,6 +604,19 @@ def _raw_energy(frames: torch.Tensor, remove_dc_offset: bool) -> torch.Tensor:
     return (frames * frames).sum(-1)
 
 
+def frame_mean(frames: torch.Tensor, size: int) -> torch.Tensor:
+    """Per-frame mean ``(..., 1)`` for DC removal, accumulated in float64 and rounded once to the frames' dtype.
+
+    A float32 sum's last bit depends on the summation order (torch's vectorised reduction, numpy's pairwise one),
+    and in a weak high band one ulp of the mean moves the log energy by up to ~1e-2. Accumulating in float64 makes
+    the rounded mean independent of the order, so a one-frame streaming path computes the same bits.
+    (MPS has no float64; there the sum stays in the frames' dtype.)
+    """
+    if frames.dtype == torch.float64 or frames.device.type == "mps":
+        return frames.sum(dim=-1, keepdim=True) / size
+    return (frames.sum(dim=-1, keepdim=True, dtype=torch.float64) / size).to(frames.dtype)
+
+
 def _spectrum_fft(
     frames: torch.Tensor, opts: KaldiOptions, const: _Constants
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -614,7 +627,7 @@ def _spectrum_fft(
     """
     x = frames
     if opts.remove_dc_offset:
-        x = x - x.sum(dim=-1, keepdim=True) / opts.window_size
+        x = x - frame_mean(x, opts.window_size)
     energy = (x * x).sum(-1) if opts.use_energy and opts.raw_energy else None
     coef = opts.preemphasis_coefficient
     if coef != 0.0:

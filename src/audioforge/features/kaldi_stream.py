@@ -67,6 +67,71 @@ def _as_chunk(chunk: Any, np_dtype: type, name: str) -> np.ndarray:
     return arr if arr.dtype == np_dtype else arr.astype(np_dtype)
 
 
+class _OneFrame:
+    """One frame's features in numpy, equal to :func:`~audioforge.features.kaldi.compute_frames` on that frame.
+
+    A hop of new audio usually completes exactly one frame, and the dozen torch dispatches of the step-by-step
+    path cost more than the arithmetic. Here only the FFT stays in torch (the library's FFT gives a frame the same
+    bits alone as in a batch; another FFT library differs by ~1e-2 in the log of weak bins). The DC mean is
+    accumulated in float64 and rounded once on both paths (:func:`~audioforge.features.kaldi.frame_mean`), so its
+    bits do not depend on the summation order. Every other step is an elementwise operation with one rounding, the
+    same in numpy, or the mel product (positive terms: another summation order changes it by about an ulp).
+    Preemphasis is evaluated in float64 and rounded once, as torch's fused multiply-add does. Measured against
+    the batch path on noise, sines, high- and low-passed noise: at most 1e-6 apart in the log domain (an ulp).
+
+    Used only for plain log-power fbank (no dither, no energy column) with the FFT path.
+    """
+
+    def __init__(self, opts: KaldiOptions, const: Any, np_dtype: type) -> None:
+        n = opts.window_size
+        self.size = n
+        self.remove_dc = opts.remove_dc_offset
+        self.np_dtype = np_dtype
+        self.coef = float(np.asarray(opts.preemphasis_coefficient, dtype=np_dtype))
+        self.window = const.window.numpy()
+        self.mel = np.ascontiguousarray(const.mel_interleaved.numpy())
+        self.floor = const.floor.numpy()
+        self.padded = opts.padded_size
+        self._ext = np.zeros(n + 1, dtype=np.float64)  # [x[0], x[0], ..., x[n-1]]: x[-1] := x[0]
+        self._pre = np.zeros(n, dtype=np.float64)
+        self._y = np.zeros(n, dtype=np_dtype)
+        self._ty = torch.from_numpy(self._y)
+        complex_dtype = torch.complex64 if np_dtype == np.float32 else torch.complex128
+        self._spec = torch.empty(opts.num_fft_bins, dtype=complex_dtype)
+        self._spec_np = torch.view_as_real(self._spec).numpy().reshape(-1)
+        self._sq = np.zeros_like(self._spec_np)
+
+    @staticmethod
+    def eligible(opts: KaldiOptions, fused: bool) -> bool:
+        return not fused and opts.dither == 0.0 and opts.use_power and opts.use_log_fbank and not opts.use_energy
+
+    def _mean(self, frame: np.ndarray) -> Any:
+        """:func:`~audioforge.features.kaldi.frame_mean` of one frame: float64 sum, one rounding."""
+        return self.np_dtype(np.add.reduce(frame, dtype=np.float64) / self.size)
+
+    def __call__(self, frame: np.ndarray) -> torch.Tensor:
+        y, ext = self._y, self._ext
+        if self.coef != 0.0:
+            if self.remove_dc:
+                np.subtract(frame, self._mean(frame), out=ext[1:])  # rounded in the frame's dtype, stored exactly
+            else:
+                ext[1:] = frame
+            ext[0] = ext[1]
+            pre = self._pre
+            np.multiply(ext[:-1], self.coef, out=pre)  # exact: a product of two float32 values fits a float64
+            np.subtract(ext[1:], pre, out=pre)  # x - coef * x_prev rounded once (as a fused multiply-add)
+            np.multiply(pre, self.window, out=y, dtype=self.np_dtype, casting="same_kind")  # to float32, window
+        elif self.remove_dc:
+            np.subtract(frame, self._mean(frame), out=y)
+            np.multiply(y, self.window, out=y)
+        else:
+            np.multiply(frame, self.window, out=y)
+        torch.fft.rfft(self._ty, n=self.padded, out=self._spec)
+        sq = np.multiply(self._spec_np, self._spec_np, out=self._sq)
+        out = sq @ self.mel
+        return torch.from_numpy(np.log(np.maximum(out, self.floor, out=out), out=out)[None])
+
+
 class _FrameComputer:
     """Options, constants and the per-frame function shared by the streaming classes."""
 
@@ -81,6 +146,8 @@ class _FrameComputer:
         self.size = self.opts.window_size
         self.shift = self.opts.window_shift
         self.dim = self.opts.feature_dim
+        eligible = _OneFrame.eligible(self.opts, self.fused)
+        self.one = _OneFrame(self.opts, self.const, self.np_dtype) if eligible else None
 
     def num_frames(self, num_samples: int) -> int:
         return 0 if num_samples < self.size else 1 + (num_samples - self.size) // self.shift
@@ -190,8 +257,10 @@ class OnlineKaldiFbank:
         k = fc.num_frames(total)
         if k == 0:
             return fc.empty()
-        frames = self._tbuf.as_strided((k, fc.size), (fc.shift, 1))
-        out = fc.compute(frames, self.generator)
+        if k == 1 and fc.one is not None:
+            out = fc.one(self._buf[: fc.size])
+        else:
+            out = fc.compute(self._tbuf.as_strided((k, fc.size), (fc.shift, 1)), self.generator)
         used = k * fc.shift
         rest = total - used
         if rest > 0:
