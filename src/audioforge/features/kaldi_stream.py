@@ -42,6 +42,10 @@ def _stream_options(options: dict[str, Any]) -> KaldiOptions:
 
 def _as_chunk(chunk: Any, np_dtype: type, name: str) -> np.ndarray:
     """Return ``chunk`` (1-D numpy or torch floats) as a numpy array of ``np_dtype``; cheap checks only."""
+    if type(chunk) is np.ndarray and chunk.dtype == np_dtype and chunk.ndim == 1:  # the hot path: no conversion
+        if chunk.size and not math.isfinite(np.add.reduce(chunk)) and not np.isfinite(chunk).all():
+            raise NonFiniteAudioError(f"{name} contains NaN or infinite samples; clean or clip the signal first")
+        return chunk
     if isinstance(chunk, torch.Tensor):
         if not torch.is_floating_point(chunk):
             raise AudioDTypeError(
