@@ -5,12 +5,28 @@
  * Note frames: confidence >= 0.6 and loudness > -60 dB. Auto-adjust (needs the instrument's statistics, the
  * `statistics` object of controls.json, i.e. audioforge.ddsp.data.compute_statistics): the octave shift that brings
  * the mean note pitch closest to the instrument's, note-frame loudness quantile-mapped onto the instrument's table,
- * other frames lowered by quietDb * (1 - note ratio). Then manual shifts, f0 held through non-note frames,
- * loudness clipped to [-80, 0] dB.
+ * other frames lowered by quietDb * (1 - note ratio); the onsetLead frames (48 ms) before each note count as note
+ * frames here. Then manual shifts, f0 held through non-note frames except those onsetLead frames, which take the
+ * coming note's f0 (a tracker gets confident only some way into an attack), loudness clipped to [-80, 0] dB.
  */
 
 export const SILENCE_DB = -70;
 export const MIN_NOTE_FRAMES = 10;
+export const ONSET_LEAD = 12;
+
+/** before_onset: unvoiced frames at most `frames` before a voiced run (mask), and each frame's next voiced index. */
+export function beforeOnset(voiced, frames) {
+  const n = voiced.length;
+  const mask = new Uint8Array(n);
+  const next = new Int32Array(n);
+  let nxt = n;
+  for (let i = n - 1; i >= 0; i--) {
+    if (voiced[i]) nxt = i;
+    next[i] = Math.min(nxt, n - 1);
+    mask[i] = !voiced[i] && nxt < n && nxt - i <= frames ? 1 : 0;
+  }
+  return { mask, next };
+}
 
 /** Error for inputs that cannot be transferred (silence, no pitch): the message is meant for the user. */
 export class TransferInputError extends Error {}
@@ -52,14 +68,22 @@ export function mapQuantiles(values, source, target) {
   });
 }
 
-/** hold_f0: carry the last voiced f0 through zeros; leading zeros take the first voiced value. */
-export function holdF0(f0) {
+/**
+ * hold_f0: carry the last voiced f0 through zeros; leading zeros take the first voiced value; with lead > 0 the
+ * last `lead` zeros before a voiced run take that run's first value.
+ */
+export function holdF0(f0, lead = 0) {
   const out = Float64Array.from(f0);
   const first = out.findIndex((v) => v > 0);
   if (first < 0) return out;
+  const voiced = Uint8Array.from(f0, (v) => (v > 0 ? 1 : 0));
   let held = out[first];
   for (let i = 0; i < out.length; i++) {
     if (out[i] > 0) held = out[i]; else out[i] = held;
+  }
+  if (lead > 0) {
+    const { mask, next } = beforeOnset(voiced, lead);
+    for (let i = 0; i < out.length; i++) if (mask[i]) out[i] = f0[next[i]];
   }
   return out;
 }
@@ -69,11 +93,11 @@ export function holdF0(f0) {
  * @param {{f0: ArrayLike<number>, confidence: ArrayLike<number>, loudness: ArrayLike<number>}} tracked
  * @param {object|null} statistics the instrument's statistics (null: no auto-adjust)
  * @param {{autoAdjust?: boolean, pitchShift?: number, loudnessShift?: number, quietDb?: number,
- *          confidenceThreshold?: number}} [opts]
+ *          confidenceThreshold?: number, onsetLead?: number}} [opts]
  * @returns {{f0: Float64Array, loudness: Float64Array, note: Uint8Array, octave: number}}
  */
 export function adjustControls(tracked, statistics, { autoAdjust = true, pitchShift = 0, loudnessShift = 0,
-  quietDb = 20, confidenceThreshold = 0.6 } = {}) {
+  quietDb = 20, confidenceThreshold = 0.6, onsetLead = ONSET_LEAD } = {}) {
   const { f0: f0In, confidence, loudness } = tracked;
   const n = f0In.length;
   let loudest = -Infinity;
@@ -107,10 +131,11 @@ export function adjustControls(tracked, statistics, { autoAdjust = true, pitchSh
     const noteLd = ld.filter((_, i) => note[i]);
     const mapped = mapQuantiles(ld, quantiles(noteLd, q.levels), q.loudness_db);
     const drop = quietDb * (1 - nNotes / n);
-    ld = Float64Array.from(ld, (v, i) => (note[i] ? mapped[i] : v - drop));
+    const attack = beforeOnset(note, onsetLead).mask;
+    ld = Float64Array.from(ld, (v, i) => (note[i] || attack[i] ? mapped[i] : v - drop));
   }
   const ratio = 2 ** ((octave + pitchShift) / 12);
-  const held = holdF0(f0);
+  const held = holdF0(f0, onsetLead);
   for (let i = 0; i < n; i++) {
     held[i] *= ratio;
     ld[i] = Math.min(Math.max(ld[i] + loudnessShift, -80), 0);
