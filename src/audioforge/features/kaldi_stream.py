@@ -98,8 +98,9 @@ class _OneFrame:
         self.padded = opts.padded_size
         self._ext = np.zeros(n + 1, dtype=np.float64)  # [x[0], x[0], ..., x[n-1]]: x[-1] := x[0]
         self._pre = np.zeros(n, dtype=np.float64)
-        self._y = np.zeros(n, dtype=np_dtype)
-        self._ty = torch.from_numpy(self._y)
+        self._padded = np.zeros(opts.padded_size, dtype=np_dtype)  # the tail stays zero: no padding per call
+        self._y = self._padded[:n]
+        self._ty = torch.from_numpy(self._padded)
         complex_dtype = torch.complex64 if np_dtype == np.float32 else torch.complex128
         self._spec = torch.empty(opts.num_fft_bins, dtype=complex_dtype)
         self._spec_np = torch.view_as_real(self._spec).numpy().reshape(-1)
@@ -130,7 +131,7 @@ class _OneFrame:
             np.multiply(y, self.window, out=y)
         else:
             np.multiply(frame, self.window, out=y)
-        torch.fft.rfft(self._ty, n=self.padded, out=self._spec)
+        torch.fft.rfft(self._ty, out=self._spec)
         sq = np.multiply(self._spec_np, self._spec_np, out=self._sq)
         out = sq @ self.mel
         return torch.from_numpy(np.log(np.maximum(out, self.floor, out=out), out=out)[None])
