@@ -138,9 +138,8 @@ def adjust_controls(
     onset_lead
         Frames before each confident note that already take its f0 (the tracker gets confident only some way into
         an attack), and keep the note loudness mapping instead of being lowered; the rest of a gap holds the previous
-        note's f0. Measured on the held-out flute melodies: the
-        control f0 matches the score on 92.7% of voiced frames with a plain hold and 96.1% with 12 frames of lead;
-        the transferred output's f0 on 93.0% and 95.3%.
+        note's f0. Measured on the 12 held-out flute melodies: the control f0 matches the score on 92.7% of voiced
+        frames with a plain hold and 96.1% with 12 frames of lead; the transferred output's f0 on 93.0% and 95.3%.
     """
     if not -24.0 <= pitch_shift <= 24.0 or not -40.0 <= loudness_shift <= 40.0:
         raise InvalidParameterError(f"pitch_shift={pitch_shift} (use -24..24 semitones) or loudness_shift="

@@ -95,7 +95,6 @@ class _OneFrame:
         self.window = const.window.numpy()
         self.mel = np.ascontiguousarray(const.mel_interleaved.numpy())
         self.floor = const.floor.numpy()
-        self.padded = opts.padded_size
         self._ext = np.zeros(n + 1, dtype=np.float64)  # [x[0], x[0], ..., x[n-1]]: x[-1] := x[0]
         self._pre = np.zeros(n, dtype=np.float64)
         self._padded = np.zeros(opts.padded_size, dtype=np_dtype)  # the tail stays zero: no padding per call
