@@ -30,7 +30,7 @@ from audioforge.tagging.data import (
     sample_weights,
     spec_augment,
 )
-from audioforge.tagging.train import TaggingModule, load_config, lr_factor, train_tagger
+from audioforge.tagging.train import TaggingModule, _build, load_config, lr_factor, prior_bias, train_tagger
 
 pytest.importorskip("lightning")
 
@@ -200,6 +200,37 @@ def test_lr_schedule_shape() -> None:
     assert lr_factor(5, **kw) == 1.0 and lr_factor(49.9, **kw) == 1.0
     assert lr_factor(75, **kw) == pytest.approx(1 - 0.5 * 0.99)
     assert lr_factor(100, **kw) == pytest.approx(0.01) and lr_factor(500, **kw) == pytest.approx(0.01)
+
+
+def test_prior_bias_against_float64_reference() -> None:
+    t = np.array([[1, 0, 0], [1, 1, 0], [0, 1, 0], [1, 0, 0]], dtype=np.float32)
+    p = np.array([3 / 4, 2 / 4, 1e-4])  # the absent class is clipped to the floor
+    np.testing.assert_allclose(prior_bias(t), np.log(p / (1 - p)))
+    w = np.array([1.0, 1.0, 2.0, 0.0])  # the sampler's draw: clip 2 twice as often, clip 3 never
+    pw = np.array([2 / 4, 3 / 4, 1e-4])
+    np.testing.assert_allclose(prior_bias(t, w), np.log(pw / (1 - pw)))
+    single = np.eye(3)[[0, 0, 1, 2]]
+    np.testing.assert_allclose(np.exp(prior_bias(single, multi_label=False)), [0.5, 0.25, 0.25])
+    for bad in (np.zeros((0, 3)), np.zeros(3)):
+        with pytest.raises(InvalidParameterError, match="targets"):
+            prior_bias(bad)
+    with pytest.raises(InvalidParameterError, match="weights"):
+        prior_bias(t, np.zeros(4))
+    with pytest.raises(InvalidParameterError, match="weights"):
+        prior_bias(t, np.ones(3))
+
+
+def test_head_bias_prior_sets_the_untrained_output(corpus: Path, tmp_path: Path) -> None:
+    cfg = load_config(tiny_config(corpus, tmp_path / "run", head_bias="prior", weighted_sampler=False))
+    dm, module = _build(cfg)
+    targets = np.stack([np.isin(dm.labels, e["labels"]) for e in dm.train_manifest]).astype(np.float64)
+    prior = np.clip(targets.mean(0), 1e-4, 1 - 1e-4)
+    bias = module.model.head[-1].bias.detach().double().numpy()
+    np.testing.assert_allclose(1 / (1 + np.exp(-bias)), prior, rtol=1e-5)
+    _, plain = _build(load_config(tiny_config(corpus, tmp_path / "run2")))
+    assert not plain.model.head[-1].bias.detach().any()  # the official zero initialisation stays the default
+    with pytest.raises(InvalidParameterError, match="head_bias"):
+        _build(load_config(tiny_config(corpus, tmp_path / "run3", head_bias="uniform")))
 
 
 def test_config_errors(tmp_path: Path) -> None:

@@ -26,12 +26,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F  # noqa: N812 - the conventional alias
 
 from ..bundle import Bundle
 from ..errors import InvalidParameterError, MissingToolError
-from .data import TaggingDataModule, mel_gain, mixup, spec_augment
+from .data import TaggingDataModule, mel_gain, mixup, multi_hot, sample_weights, spec_augment
 from .frontend import PasstFrontend
 from .metrics import accuracy, multilabel_metrics
 from .model import PaSST, preset_config
@@ -41,10 +42,29 @@ try:
 except ImportError:  # pragma: no cover - lightning is the optional "train" dependency
     pl = None  # type: ignore[assignment]
 
-__all__ = ["TaggingModule", "TrainConfig", "load_config", "lr_factor", "train_tagger"]
+__all__ = ["TaggingModule", "TrainConfig", "load_config", "lr_factor", "prior_bias", "train_tagger"]
 
 _LightningModule = pl.LightningModule if pl is not None else torch.nn.Module
 _Callback = pl.Callback if pl is not None else object
+
+
+def prior_bias(targets: np.ndarray, weights: np.ndarray | None = None, *, multi_label: bool = True,
+               floor: float = 1e-4) -> np.ndarray:
+    """Head bias whose untrained output is the label prior: ``logit(p)`` (multi-label) or ``log(p)`` per class.
+
+    ``p`` is each class's share of the training clips ``targets`` (``(clips, classes)`` multi-hot), weighted by the
+    sampler's ``weights`` when given (the distribution the model is actually trained on), clipped to
+    ``[floor, 1 - floor]``. A zero-initialised head starts at 0.5 for every class, and a small transformer then
+    spends its first epochs only learning the priors.
+    """
+    t = np.asarray(targets, dtype=np.float64)
+    if t.ndim != 2 or t.shape[0] == 0:
+        raise InvalidParameterError(f"targets must be (clips, classes) with at least one clip, got {t.shape}")
+    w = np.ones(t.shape[0]) if weights is None else np.asarray(weights, dtype=np.float64)
+    if w.shape != (t.shape[0],) or not np.all(w >= 0) or w.sum() <= 0:
+        raise InvalidParameterError("weights must be one non-negative number per clip, not all zero")
+    p = np.clip((w[:, None] * t).sum(0) / w.sum(), floor, 1.0 - floor)
+    return np.log(p / (1.0 - p)) if multi_label else np.log(p / p.sum())
 
 
 def lr_factor(epoch: float, *, warmup_epochs: float, decay_start: float, decay_end: float,
@@ -89,6 +109,9 @@ class TrainConfig:
         Validate every this many epochs (the validation split is scored with the evaluation front end).
     swa, swa_start, swa_every
         Weight averaging from epoch ``swa_start`` (0-based, counted at epoch ends) every ``swa_every`` epochs.
+    head_bias
+        ``None``: the classifier's bias starts at zero (the official initialisation); ``"prior"``: at the label prior
+        of the training draw (:func:`prior_bias`). Applies to a fresh run, not to a resumed one.
     precision, accumulate_grad_batches, strategy, devices, num_nodes, accelerator
         Passed to ``lightning.Trainer``.
     """
@@ -121,6 +144,7 @@ class TrainConfig:
     swa: bool = True
     swa_start: int = 20
     swa_every: int = 2
+    head_bias: str | None = None
     precision: str = "32"
     accumulate_grad_batches: int = 1
     accelerator: str = "cpu"
@@ -363,6 +387,15 @@ def _build(cfg: TrainConfig) -> tuple[TaggingDataModule, TaggingModule]:
                            decay_start=cfg.decay_start, decay_end=cfg.decay_end, last_lr_factor=cfg.last_lr_factor,
                            mixup_alpha=cfg.mixup_alpha, gain_db=cfg.gain_db, swa=cfg.swa, swa_start=cfg.swa_start,
                            swa_every=cfg.swa_every)
+    if cfg.head_bias is not None:
+        if cfg.head_bias != "prior":
+            raise InvalidParameterError(f"head_bias={cfg.head_bias!r}; use null (zeros) or \"prior\"")
+        entries = list(dm.train_manifest)
+        targets = np.stack([multi_hot(e["labels"], dm.labels) for e in entries])
+        weights = sample_weights(dm.train_manifest, dm.labels) if cfg.weighted_sampler else None
+        bias = prior_bias(targets, weights, multi_label=cfg.multi_label)
+        with torch.no_grad():
+            module.model.head[-1].bias.copy_(torch.from_numpy(bias).to(module.model.head[-1].bias.dtype))
     return dm, module
 
 
