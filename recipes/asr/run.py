@@ -10,12 +10,17 @@ Stages (all resumable; run them all or name some with ``--stages``):
 ``export``    ONNX fp32 + int8 (static, calibrated on training audio), per-layer report, CER fp32 vs int8
 ``ship``      copy the bundle to ``src/audioforge/assets/bundles/asr`` only when every floor is met
 
+``snapshot`` (only when named) averages the best checkpoints written so far into ``WORK/train/bundle`` without
+training, so a run in progress can be evaluated (``--stages snapshot,evaluate --max-utterances 200
+--no-pocketsphinx``) while another process keeps training.
+
 ``--status`` prints where the recipe stands (corpus hours, training step, dev loss and token error rate).
 
 Usage::
 
     nohup nice -n 19 python recipes/asr/run.py > ~/.cache/audioforge/recipes/asr/run.log 2>&1 &
     python recipes/asr/run.py --status
+    python recipes/asr/run.py --stages snapshot,evaluate --max-utterances 200 --no-pocketsphinx
     python recipes/asr/run.py --config recipes/asr/smoke.json --work-dir /tmp/asr-smoke
 """
 
@@ -30,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 STAGES = ("corpus", "train", "evaluate", "export", "ship")
+EXTRA_STAGES = ("snapshot",)  # run only when named, before evaluate
 DEFAULT_WORK = Path("~/.cache/audioforge/recipes/asr").expanduser()
 REPO = Path(__file__).resolve().parents[2]
 
@@ -64,6 +70,25 @@ def stage_train(cfg: dict[str, Any], work: Path) -> None:
     t = time.time()
     bundle = train_asr(train_config(cfg, work))
     log(f"train: {bundle.metrics} in {time.time() - t:.0f} s")
+
+
+def stage_snapshot(cfg: dict[str, Any], work: Path) -> None:
+    """The bundle of the checkpoints written so far (the best ``average_best`` by validation loss), no training."""
+    from audioforge.asr.streaming import DecodingConfig
+    from audioforge.asr.tokenizer import load_tokenizer
+    from audioforge.asr.train import bundle_from_checkpoints
+
+    train = work / "train"
+    for name in ("tokenizer.json", "model_config.json"):
+        if not (train / name).is_file():
+            raise SystemExit(f"snapshot: {train / name} is missing; run the train stage first")
+    tokenizer = load_tokenizer((train / "tokenizer.json").read_text(encoding="utf-8"))
+    model_config = json.loads((train / "model_config.json").read_text(encoding="utf-8"))
+    tr = cfg["train"]
+    decoding = DecodingConfig.from_dict(tr.get("decoding", {"chunk_size": 16, "num_left_chunks": -1}))
+    bundle = bundle_from_checkpoints(train, int(tr.get("trainer", {}).get("average_best", 5)), tokenizer,
+                                     model_config, decoding)
+    log(f"snapshot: {bundle.metrics}")
 
 
 def stage_evaluate(cfg: dict[str, Any], work: Path) -> dict[str, Any]:
@@ -172,20 +197,27 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--work-dir", type=Path, default=DEFAULT_WORK)
     ap.add_argument("--stages", default=",".join(STAGES), help=f"comma-separated subset of {','.join(STAGES)}")
     ap.add_argument("--status", action="store_true", help="print where the recipe stands and exit")
+    ap.add_argument("--max-utterances", type=int, default=None, help="evaluate: score only this many test utterances")
+    ap.add_argument("--no-pocketsphinx", action="store_true", help="evaluate: skip the pocketsphinx peer")
     args = ap.parse_args(argv)
     cfg = json.loads(args.config.read_text(encoding="utf-8"))
+    if args.max_utterances is not None:
+        cfg["evaluate"]["max_utterances"] = args.max_utterances
+    if args.no_pocketsphinx:
+        cfg["evaluate"]["pocketsphinx"] = False
     work = args.work_dir.expanduser()
     work.mkdir(parents=True, exist_ok=True)
     if args.status:
         print(json.dumps(status(cfg, work), indent=2))
         return 0
     stages = [s.strip() for s in args.stages.split(",") if s.strip()]
-    unknown = sorted(set(stages) - set(STAGES))
+    order = ("corpus", "train", *EXTRA_STAGES, "evaluate", "export", "ship")
+    unknown = sorted(set(stages) - set(order))
     if unknown:
-        ap.error(f"unknown stages {unknown}; use {STAGES}")
-    funcs = {"corpus": stage_corpus, "train": stage_train, "evaluate": stage_evaluate, "export": stage_export,
-             "ship": stage_ship}
-    for stage in STAGES:
+        ap.error(f"unknown stages {unknown}; use {order}")
+    funcs = {"corpus": stage_corpus, "train": stage_train, "snapshot": stage_snapshot, "evaluate": stage_evaluate,
+             "export": stage_export, "ship": stage_ship}
+    for stage in order:
         if stage in stages:
             log(f"stage {stage}")
             funcs[stage](cfg, work)
