@@ -1,0 +1,72 @@
+"""Each recipe end to end at smoke size (corpus, training, evaluation, export), as CI's stand-in for the full runs.
+
+The recipes' own ``smoke.json`` configurations, with every output path moved under ``tmp_path``; each run takes
+~20 s on the project's 2-core machine. The full recipes (hours) never run in CI.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
+
+
+def _run(*args: str | Path) -> str:
+    proc = subprocess.run([sys.executable, *map(str, args)], cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc.stdout + proc.stderr
+
+
+def test_asr_recipe_smoke(tmp_path: Path) -> None:
+    work = tmp_path / "asr"
+    out = _run(REPO / "recipes/asr/run.py", "--config", REPO / "recipes/asr/smoke.json", "--work-dir", work)
+    assert "nothing shipped" in out  # the smoke configuration never replaces the shipped model
+    assert (work / "train" / "bundle" / "model.safetensors").is_file()
+    systems = json.loads((work / "eval.json").read_text())
+    assert any(k.startswith("u2 streaming") for k in systems) and any(k.startswith("u2 full") for k in systems)
+    summary = json.loads((work / "export" / "export_summary.json").read_text())
+    assert summary["sizes"]["int8"] < summary["sizes"]["fp32"]
+    assert {"CER fp32", "CER int8"} <= set(summary["metrics"])
+    for name in ("encoder.onnx", "ctc.onnx", "decoder.onnx"):
+        assert (work / "export" / name).is_file()
+    # a run in progress can be scored from its checkpoints
+    _run(REPO / "recipes/asr/run.py", "--config", REPO / "recipes/asr/smoke.json", "--work-dir", work,
+         "--stages", "snapshot,evaluate", "--max-utterances", "2", "--no-pocketsphinx")
+    systems = json.loads((work / "eval.json").read_text())
+    assert all(v["utterances"] == 2 for v in systems.values())
+
+
+def test_ddsp_recipe_smoke(tmp_path: Path) -> None:
+    cfg = json.loads((REPO / "recipes/ddsp/smoke.json").read_text())
+    cfg["corpus"]["out"] = str(tmp_path / "corpus")
+    for key in ("cache_dir", "work_dir", "bundles_dir"):
+        cfg[key] = str(tmp_path / key)
+    (tmp_path / "smoke.json").write_text(json.dumps(cfg))
+    _run(REPO / "recipes/ddsp/run.py", "--config", tmp_path / "smoke.json")
+    bundle = tmp_path / "bundles_dir" / "ddsp-sax"
+    for name in ("model.safetensors", "config.json", "controls.json", "decoder.fp16.onnx", "decoder.int8.onnx"):
+        assert (bundle / name).is_file(), name
+    assert (bundle / "decoder.fp16.onnx").stat().st_size <= 300_000  # the browser form's size floor
+    metrics = json.loads((bundle / "config.json").read_text())["metrics"]
+    assert 0.0 <= metrics["transfer_rpa"] <= 1.0 and metrics["transfer_clips"] == 1
+    assert metrics["export"]["parity_max_abs"] < 1e-4
+
+
+def test_tagging_recipe_smoke(tmp_path: Path) -> None:
+    cfg = json.loads((REPO / "recipes/tagging/smoke.json").read_text())
+    cfg["manifest"] = str(tmp_path / "events" / "manifest.jsonl")
+    cfg["out_dir"] = str(tmp_path / "run")
+    (tmp_path / "smoke.json").write_text(json.dumps(cfg))
+    _run(REPO / "recipes/tagging/run.py", "--config", tmp_path / "smoke.json", "--clips", "60",
+         "--stages", "corpus,train,evaluate,export")
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert report["corpus"]["clips"] == {"train": 48, "test": 12}
+    assert set(report["test"]) == {"torch_fp32", "onnx_fp32", "onnx_int8_dynamic", "onnx_int8_static"}
+    assert abs(report["test"]["onnx_fp32"]["mAP"] - report["test"]["torch_fp32"]["mAP"]) < 1e-3
+    assert (tmp_path / "run" / "bundle" / "model.safetensors").is_file()
