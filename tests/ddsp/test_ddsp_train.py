@@ -70,6 +70,14 @@ def test_hold_f0_and_quantiles() -> None:
     np.testing.assert_array_equal(nxt[[1, 4, 6]], [2, 5, 6])
     with pytest.raises(InvalidParameterError, match="lead"):
         hold_f0(f0, lead=-1)
+    with pytest.raises(InvalidParameterError, match="lead"):
+        hold_f0(np.zeros(4), lead=2.5)
+    with pytest.raises(InvalidParameterError, match="frames"):
+        before_onset(f0 > 0, -1)
+    with pytest.raises(InvalidParameterError, match="1-D"):
+        before_onset(np.zeros((2, 3), dtype=bool), 1)
+    mask, nxt = before_onset(np.zeros(0, dtype=bool), 3)
+    assert mask.shape == nxt.shape == (0,)
     src = np.linspace(-60, -20, 11)
     tgt = np.linspace(-40, -10, 11)
     np.testing.assert_allclose(map_quantiles(np.array([-60.0, -40.0, -20.0]), src, tgt), [-40, -25, -10], atol=1e-5)

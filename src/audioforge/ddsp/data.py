@@ -81,6 +81,7 @@ def hold_f0(f0_hz: np.ndarray, *, max_gap: int | None = None, lead: int = 0) -> 
     np.ndarray
         float32 f0 with the gaps filled (all zeros stay zeros).
     """
+    _check_frames(lead, "lead")
     f0 = np.asarray(f0_hz, dtype=np.float32).copy()
     voiced = f0 > 0
     if not voiced.any():
@@ -93,12 +94,15 @@ def hold_f0(f0_hz: np.ndarray, *, max_gap: int | None = None, lead: int = 0) -> 
     if max_gap is not None:
         gap = np.arange(f0.size) - np.where(last >= 0, last, -(10**9))
         out = np.where(voiced | ((last >= 0) & (gap <= max_gap)) | (last < 0), out, 0.0).astype(np.float32)
-    if lead < 0:
-        raise InvalidParameterError(f"lead={lead}: use a number of frames >= 0")
     if lead:
         take, nxt = before_onset(voiced, lead)
         out = np.where(take, f0[nxt], out)
     return out.astype(np.float32)
+
+
+def _check_frames(value: Any, name: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+        raise InvalidParameterError(f"{name}={value!r}: use a whole number of frames >= 0")
 
 
 def before_onset(voiced: np.ndarray, frames: int) -> tuple[np.ndarray, np.ndarray]:
@@ -106,7 +110,10 @@ def before_onset(voiced: np.ndarray, frames: int) -> tuple[np.ndarray, np.ndarra
 
     Returns ``(mask, next_index)``; ``next_index`` is clipped to the last frame where no voiced frame follows.
     """
+    _check_frames(frames, "frames")
     voiced = np.asarray(voiced, dtype=bool)
+    if voiced.ndim != 1:
+        raise InvalidParameterError(f"voiced must be a 1-D mask of frames, got shape {voiced.shape}")
     n = voiced.size
     nxt = np.minimum.accumulate(np.where(voiced, np.arange(n), n)[::-1])[::-1]
     mask = ~voiced & (nxt < n) & (nxt - np.arange(n) <= frames)

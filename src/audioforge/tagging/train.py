@@ -200,6 +200,8 @@ def load_config(config: TrainConfig | dict[str, Any] | str | os.PathLike[str]) -
     out = TrainConfig(**cfg)
     if out.features not in ("mel", "wave"):
         raise InvalidParameterError(f"features={out.features!r}; use 'mel' or 'wave'")
+    if out.head_bias not in (None, "prior"):
+        raise InvalidParameterError(f"head_bias={out.head_bias!r}; use null (zeros) or \"prior\"")
     if out.precision not in ("32", "32-true", "bf16-mixed", "bf16-true", "16-mixed"):
         raise InvalidParameterError(f"precision={out.precision!r}; use '32' or 'bf16-mixed' (CPU)")
     return out
@@ -387,9 +389,7 @@ def _build(cfg: TrainConfig) -> tuple[TaggingDataModule, TaggingModule]:
                            decay_start=cfg.decay_start, decay_end=cfg.decay_end, last_lr_factor=cfg.last_lr_factor,
                            mixup_alpha=cfg.mixup_alpha, gain_db=cfg.gain_db, swa=cfg.swa, swa_start=cfg.swa_start,
                            swa_every=cfg.swa_every)
-    if cfg.head_bias is not None:
-        if cfg.head_bias != "prior":
-            raise InvalidParameterError(f"head_bias={cfg.head_bias!r}; use null (zeros) or \"prior\"")
+    if cfg.head_bias == "prior":  # validated by load_config
         entries = list(dm.train_manifest)
         targets = np.stack([multi_hot(e["labels"], dm.labels) for e in entries])
         weights = sample_weights(dm.train_manifest, dm.labels) if cfg.weighted_sampler else None
