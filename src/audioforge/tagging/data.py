@@ -16,6 +16,9 @@ Two input modes, chosen by :class:`TaggingDataModule` ``features=``:
     step (see ``recipes/tagging/README.md`` for the measured difference).
 
 Targets are multi-hot vectors over the labels of the corpus (``labels.json`` next to the manifest, or given).
+With ``strong_labels=True`` (``"mel"`` mode) every training item also carries its frame activity ``(classes,
+frames)`` from the manifest's strong labels (``events``: ``{label, onset, offset}``, :func:`activity_frames`); the
+roll, mixup and time mask move it with the mels, so a frame-level loss sees exactly what the model sees.
 The weighted sampler follows the PaSST AudioSet recipe: class weight ``1000 / (count + 100)``, clip weight the
 sum of the weights of its labels.
 """
@@ -44,15 +47,18 @@ __all__ = [
     "MelDataset",
     "TaggingDataModule",
     "WaveformDataset",
+    "activity_frames",
     "build_mel_cache",
     "class_weights",
     "load_clip",
     "load_labels",
     "mel_gain",
     "mixup",
+    "mixup_draw",
     "multi_hot",
     "sample_weights",
     "spec_augment",
+    "spec_augment_masks",
 ]
 
 _LOG_OFFSET = 1e-5  # PasstFrontend: log(mel + 1e-5), then (x + 4.5) / 5
@@ -98,6 +104,38 @@ def multi_hot(entry_labels: Sequence[str], labels: Sequence[str]) -> np.ndarray:
     for lab in entry_labels:
         y[index[lab]] = 1.0
     return y
+
+
+def activity_frames(events: Sequence[dict[str, Any]], labels: Sequence[str], frames: int, *,
+                    hop_seconds: float = 0.01) -> np.ndarray:
+    """Frame activity ``(classes, frames)`` uint8 of strong labels ``[{label, onset, offset}, ...]`` (seconds).
+
+    Frame ``i`` is centred at ``i * hop_seconds`` (the PaSST front end: ``center=True``, hop 320 at 32 kHz) and
+    covers ``hop_seconds`` around it; it is active for a class when one of the class's events overlaps that span,
+    so even an event shorter than a hop marks one frame.
+
+    Raises
+    ------
+    ManifestError
+        An event with a label outside ``labels``, or with ``offset < onset`` / non-finite times.
+    """
+    if frames < 1 or hop_seconds <= 0:
+        raise InvalidParameterError(f"frames must be >= 1 and hop_seconds > 0, got {frames}, {hop_seconds}")
+    index = {name: i for i, name in enumerate(labels)}
+    out = np.zeros((len(labels), int(frames)), dtype=np.uint8)
+    for ev in events:
+        try:
+            c = index[ev["label"]]
+            onset, offset = float(ev["onset"]), float(ev["offset"])
+        except KeyError as exc:
+            raise ManifestError(f"strong label {ev!r} lacks {exc} or names a class outside the class list") from exc
+        if not (math.isfinite(onset) and math.isfinite(offset)) or offset < onset:
+            raise ManifestError(f"strong label {ev!r}: onset/offset must be finite with offset >= onset")
+        lo = max(0, math.ceil(onset / hop_seconds - 0.5))
+        hi = min(int(frames), math.floor(offset / hop_seconds + 0.5) + 1)
+        if hi > lo:
+            out[c, lo:hi] = 1
+    return out
 
 
 def class_weights(manifest: Manifest, labels: Sequence[str], *, offset: float = 100.0,
@@ -259,14 +297,22 @@ def build_mel_cache(manifest: Manifest, frontend: PasstFrontend, cache_dir: str 
 
 
 class MelDataset(Dataset):
-    """Cached log-mels as ``(mel (n_mels, frames) float32, target)``; in training a random circular time roll."""
+    """Cached log-mels as ``(mel (n_mels, frames) float32, target)``; in training a random circular time roll.
+
+    With ``activity`` (``(clips, classes, frames)``, from :func:`activity_frames`) items are ``(mel, target,
+    activity float32)`` and the roll moves the activity with the mel.
+    """
 
     def __init__(self, mels: np.ndarray, targets: np.ndarray, *, train: bool = False, roll: bool = True,
-                 seed: int = 0) -> None:
+                 seed: int = 0, activity: np.ndarray | None = None) -> None:
         if len(mels) != len(targets):
             raise InvalidParameterError(f"{len(mels)} cached mels for {len(targets)} targets")
+        if activity is not None and (len(activity) != len(mels) or activity.shape[-1] != mels.shape[-1]):
+            raise InvalidParameterError(f"activity {tuple(activity.shape)} does not match the mels "
+                                        f"{tuple(mels.shape)}: one (classes, frames) row per clip is needed")
         self.mels = mels
         self.targets = np.asarray(targets, dtype=np.float32)
+        self.activity = activity
         self.train = bool(train)
         self.roll = bool(roll)
         self.seed = int(seed)
@@ -279,12 +325,17 @@ class MelDataset(Dataset):
         """Change the augmentation draws (called by the DataModule at every epoch)."""
         self.epoch = int(epoch)
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, ...]:
         m = np.asarray(self.mels[i], dtype=np.float32)
+        a = None if self.activity is None else np.asarray(self.activity[i], dtype=np.float32)
         if self.train and self.roll:
             rng = np.random.default_rng([self.seed, self.epoch, int(i)])
-            m = np.roll(m, int(rng.integers(0, m.shape[-1])), axis=-1)
-        return torch.from_numpy(np.ascontiguousarray(m)), torch.from_numpy(self.targets[i])
+            shift = int(rng.integers(0, m.shape[-1]))
+            m = np.roll(m, shift, axis=-1)
+            if a is not None:
+                a = np.roll(a, shift, axis=-1)
+        item = (torch.from_numpy(np.ascontiguousarray(m)), torch.from_numpy(self.targets[i]))
+        return item if a is None else (*item, torch.from_numpy(np.ascontiguousarray(a)))
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -308,8 +359,21 @@ def mel_gain(mels: torch.Tensor, gain_db: float) -> torch.Tensor:
     return _from_power(_to_power(mels) * scale)
 
 
-def mixup(x: torch.Tensor, y: torch.Tensor, *, alpha: float = 0.3,
-          domain: str = "wave") -> tuple[torch.Tensor, torch.Tensor]:
+def mixup_draw(batch: int, *, alpha: float = 0.3,
+               device: torch.device | str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The draws of :func:`mixup`: ``lam (batch,)`` (``max(l, 1 - l)``, ``l ~ Beta(alpha, alpha)``) and ``perm``.
+
+    Use it to mix further per-example tensors (frame activity) exactly like the inputs: ``lam * a + (1 - lam) *
+    a[perm]``.
+    """
+    lam = torch.distributions.Beta(float(alpha), float(alpha)).sample((batch,))
+    lam = torch.maximum(lam, 1 - lam).to(device)
+    perm = torch.randperm(batch).to(device)
+    return lam, perm
+
+
+def mixup(x: torch.Tensor, y: torch.Tensor, *, alpha: float = 0.3, domain: str = "wave",
+          draw: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Mix every example with a random other one of the batch: ``lam * a + (1 - lam) * b`` for inputs and targets.
 
     ``lam ~ Beta(alpha, alpha)`` per example, taken as ``max(lam, 1 - lam)`` so the first clip dominates (PaSST).
@@ -320,20 +384,19 @@ def mixup(x: torch.Tensor, y: torch.Tensor, *, alpha: float = 0.3,
     x
         Waveforms ``(batch, n)`` (``domain="wave"``) or normalised log-mels (``domain="mel"``: mixed as power).
     y
-        Targets ``(batch, classes)``.
+        Targets ``(batch, ...)``.
     alpha
         Beta parameter; ``0`` returns the inputs unchanged.
+    draw
+        ``(lam, perm)`` from :func:`mixup_draw` to reuse; None draws new ones.
     """
     if domain not in ("wave", "mel"):
         raise InvalidParameterError(f"domain={domain!r}; use 'wave' or 'mel'")
     if alpha <= 0 or x.shape[0] < 2:
         return x, y
-    b = x.shape[0]
-    lam = torch.distributions.Beta(float(alpha), float(alpha)).sample((b,))
-    lam = torch.maximum(lam, 1 - lam).to(x.device)
-    perm = torch.randperm(b).to(x.device)
+    lam, perm = draw if draw is not None else mixup_draw(x.shape[0], alpha=alpha, device=x.device)
     lx = lam.reshape(-1, *([1] * (x.dim() - 1))).to(x.dtype)
-    ly = lam.reshape(-1, 1).to(y.dtype)
+    ly = lam.reshape(-1, *([1] * (y.dim() - 1))).to(y.dtype)
     if domain == "wave":
         xm = lx * x + (1 - lx) * x[perm]
     else:
@@ -341,25 +404,43 @@ def mixup(x: torch.Tensor, y: torch.Tensor, *, alpha: float = 0.3,
     return xm, ly * y + (1 - ly) * y[perm]
 
 
-def spec_augment(mels: torch.Tensor, *, freqm: int = 48, timem: int = 192) -> torch.Tensor:
+def spec_augment_masks(batch: int, n_mels: int, frames: int, *, freqm: int = 48, timem: int = 192,
+                       device: torch.device | str | None = None) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """The masks of :func:`spec_augment`: ``(batch, n_mels)`` and ``(batch, frames)`` booleans (True = masked).
+
+    One frequency band of width ``< freqm`` and one time span of width ``< timem`` per example, drawn independently
+    per example (torchaudio ``iid_masks``); a width of 0 gives None for that axis.
+    """
+    masks: list[torch.Tensor | None] = []
+    for size, width in ((n_mels, freqm), (frames, timem)):
+        if not width:
+            masks.append(None)
+            continue
+        w = torch.rand(batch, device=device) * min(width, size)
+        lo = (torch.rand(batch, device=device) * (size - w)).long()
+        hi = lo + w.long()
+        idx = torch.arange(size, device=device)
+        masks.append((idx[None, :] >= lo[:, None]) & (idx[None, :] < hi[:, None]))
+    return masks[0], masks[1]
+
+
+def spec_augment(mels: torch.Tensor, *, freqm: int = 48, timem: int = 192,
+                 masks: tuple[torch.Tensor | None, torch.Tensor | None] | None = None) -> torch.Tensor:
     """One frequency mask (width < ``freqm``) and one time mask (width < ``timem``) per example, filled with 0.
 
     ``mels`` is ``(batch, n_mels, frames)`` or ``(batch, 1, n_mels, frames)``; the draws are independent per example
-    (torchaudio ``iid_masks``), as in :class:`~audioforge.tagging.PasstFrontend`.
+    (torchaudio ``iid_masks``), as in :class:`~audioforge.tagging.PasstFrontend`. ``masks`` from
+    :func:`spec_augment_masks` reuses given draws (to mask frame targets at the same place).
     """
     x = mels
-    for dim, width in ((-2, freqm), (-1, timem)):
-        if not width:
+    b = x.shape[0]
+    if masks is None:
+        masks = spec_augment_masks(b, x.shape[-2], x.shape[-1], freqm=freqm, timem=timem, device=x.device)
+    for dim, mask in ((-2, masks[0]), (-1, masks[1])):
+        if mask is None:
             continue
-        size = x.shape[dim]
-        b = x.shape[0]
-        w = torch.rand(b, device=x.device) * min(width, size)
-        lo = (torch.rand(b, device=x.device) * (size - w)).long()
-        hi = lo + w.long()
-        idx = torch.arange(size, device=x.device)
-        mask = (idx[None, :] >= lo[:, None]) & (idx[None, :] < hi[:, None])  # (batch, size)
         shape = [b] + [1] * (x.dim() - 1)
-        shape[dim] = size
+        shape[dim] = x.shape[dim]
         x = x.masked_fill(mask.reshape(shape), 0.0)
     return x
 
@@ -399,6 +480,9 @@ class TaggingDataModule(_DataModuleBase):  # type: ignore[misc,valid-type]
         Clip length and training augmentation (see :class:`WaveformDataset`).
     max_train_clips
         Use only the first clips of the training split (quick experiments and tests).
+    strong_labels
+        ``"mel"`` mode only: training items also carry the frame activity of the clip's strong labels (every
+        training entry needs an ``events`` list, as the event corpus writes).
     """
 
     def __init__(self, manifest: Manifest | str | os.PathLike[str], *, labels: Sequence[str] | None = None,
@@ -406,7 +490,7 @@ class TaggingDataModule(_DataModuleBase):  # type: ignore[misc,valid-type]
                  frontend: dict[str, Any] | None = None, cache_dir: str | os.PathLike[str] | None = None,
                  batch_size: int = 16, num_workers: int = 0, weighted_sampler: bool = True,
                  clip_seconds: float = 10.0, gain_db: float = 7.0, roll: bool = True, seed: int = 0,
-                 max_train_clips: int | None = None) -> None:
+                 max_train_clips: int | None = None, strong_labels: bool = False) -> None:
         if _DataModuleBase is object:  # pragma: no cover
             from ..errors import MissingToolError
 
@@ -434,6 +518,15 @@ class TaggingDataModule(_DataModuleBase):  # type: ignore[misc,valid-type]
         _check_audio_exists(self.train_manifest)
         if self.val_manifest is not None:
             _check_audio_exists(self.val_manifest)
+        self.strong_labels = bool(strong_labels)
+        if self.strong_labels:
+            if features != "mel":
+                raise InvalidParameterError("strong_labels needs features='mel' (cached log-mels)")
+            lacking = [e["key"] for e in self.train_manifest if not isinstance(e.get("events"), list)]
+            if lacking:
+                raise ManifestError(f"strong_labels=True but {len(lacking)} training entries have no 'events' list "
+                                    f"(e.g. {lacking[0]!r}); generate the corpus with strong labels or set "
+                                    "strong_labels to false")
         self.features = features
         self.frontend_config = dict(frontend or {})
         self.cache_dir = Path(cache_dir) if cache_dir is not None else self.manifest.root / ".mel_cache"
@@ -466,7 +559,13 @@ class TaggingDataModule(_DataModuleBase):  # type: ignore[misc,valid-type]
         if self.features == "mel":
             mels = build_mel_cache(manifest, self._frontend(), self.cache_dir, clip_seconds=self.clip_seconds)
             targets = np.stack([multi_hot(e["labels"], self.labels) for e in manifest])
-            return MelDataset(mels, targets, train=train, roll=self.roll, seed=self.seed)
+            activity = None
+            if train and self.strong_labels:
+                fe = self._frontend()
+                hop = fe.hop_length / fe.sample_rate
+                activity = np.stack([activity_frames(e["events"], self.labels, mels.shape[-1], hop_seconds=hop)
+                                     for e in manifest])
+            return MelDataset(mels, targets, train=train, roll=self.roll, seed=self.seed, activity=activity)
         return WaveformDataset(manifest, self.labels, sample_rate=self.sample_rate, clip_seconds=self.clip_seconds,
                                train=train, gain_db=self.gain_db, roll=self.roll, seed=self.seed)
 

@@ -307,6 +307,9 @@ class PaSST(nn.Module):
         self.attn_drop_rate = float(attn_drop_rate)
         self.drop_path_rate = float(drop_path_rate)
         self.random_time_offset = bool(random_time_offset)
+        #: Time-patch indices kept by structured Patchout in the last forward pass (None: all were kept); a
+        #: frame-level training loss uses it to pick the matching targets.
+        self.kept_time_columns: torch.Tensor | None = None
 
         d = self.embed_dim
         self.patch_embed = PatchEmbed(img, self.patch_size, strides, self.in_chans, d)
@@ -412,10 +415,12 @@ class PaSST(nn.Module):
             offset = int(torch.randint(total - t + 1, (1,)))
         x = x + self.time_new_pos_embed[..., offset : offset + t]
         x = x + self.freq_new_pos_embed
+        self.kept_time_columns = None
         if self.training and self.s_patchout_t:
             keep = max(1, t - self.s_patchout_t)
             idx = torch.randperm(t)[:keep].sort().values.to(x.device)
             x = x[..., idx]
+            self.kept_time_columns = idx
         if self.training and self.s_patchout_f:
             keep = max(1, f - self.s_patchout_f)
             idx = torch.randperm(f)[:keep].sort().values.to(x.device)

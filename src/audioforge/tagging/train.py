@@ -32,7 +32,16 @@ import torch.nn.functional as F  # noqa: N812 - the conventional alias
 
 from ..bundle import Bundle
 from ..errors import InvalidParameterError, MissingToolError
-from .data import TaggingDataModule, mel_gain, mixup, multi_hot, sample_weights, spec_augment
+from .data import (
+    TaggingDataModule,
+    mel_gain,
+    mixup,
+    mixup_draw,
+    multi_hot,
+    sample_weights,
+    spec_augment,
+    spec_augment_masks,
+)
 from .frontend import PasstFrontend
 from .metrics import accuracy, multilabel_metrics
 from .model import PaSST, preset_config
@@ -109,6 +118,9 @@ class TrainConfig:
         Validate every this many epochs (the validation split is scored with the evaluation front end).
     swa, swa_start, swa_every
         Weight averaging from epoch ``swa_start`` (0-based, counted at epoch ends) every ``swa_every`` epochs.
+    strong_labels, frame_loss_weight
+        Train also on the frame activity of the manifest's strong labels (``"mel"`` features only), with this
+        weight for the frame-level loss (see :class:`TaggingModule`).
     head_bias
         ``None``: the classifier's bias starts at zero (the official initialisation); ``"prior"``: at the label prior
         of the training draw (:func:`prior_bias`). Applies to a fresh run, not to a resumed one.
@@ -145,6 +157,8 @@ class TrainConfig:
     swa_start: int = 20
     swa_every: int = 2
     head_bias: str | None = None
+    strong_labels: bool = False
+    frame_loss_weight: float = 0.0
     precision: str = "32"
     accumulate_grad_batches: int = 1
     accelerator: str = "cpu"
@@ -202,6 +216,14 @@ def load_config(config: TrainConfig | dict[str, Any] | str | os.PathLike[str]) -
         raise InvalidParameterError(f"features={out.features!r}; use 'mel' or 'wave'")
     if out.head_bias not in (None, "prior"):
         raise InvalidParameterError(f"head_bias={out.head_bias!r}; use null (zeros) or \"prior\"")
+    if out.frame_loss_weight < 0 or (out.frame_loss_weight > 0 and not out.strong_labels):
+        raise InvalidParameterError(f"frame_loss_weight={out.frame_loss_weight!r}: use 0, or a positive weight "
+                                    "together with strong_labels: true")
+    if out.strong_labels and out.features != "mel":
+        raise InvalidParameterError("strong_labels needs features: \"mel\" (cached log-mels)")
+    if out.frame_loss_weight > 0 and int(out.model.get("u_patchout", 0) or 0) > 0:
+        raise InvalidParameterError("frame_loss_weight > 0 needs the token grid: set model.u_patchout to 0 "
+                                    "(structured Patchout keeps it)")
     if out.precision not in ("32", "32-true", "bf16-mixed", "bf16-true", "16-mixed"):
         raise InvalidParameterError(f"precision={out.precision!r}; use '32' or 'bf16-mixed' (CPU)")
     return out
@@ -220,6 +242,11 @@ class TaggingModule(_LightningModule):  # type: ignore[misc,valid-type]
         ``"wave"``: batches hold waveforms; ``"mel"``: batches hold normalised log-mels ``(batch, mels, frames)``.
     labels
         Class names (for the metrics).
+    frame_loss_weight
+        Weight of the frame-level loss on batches that carry frame activity (strong labels): BCE of the timeline
+        logits (:meth:`PaSST.forward_timeline`) of every time column Patchout kept against the column's activity
+        (max over its 16 frames, after roll, mixup and time masking), added to the clip loss. 0 trains on clip
+        labels only.
     """
 
     def __init__(self, model_config: dict[str, Any], frontend_config: dict[str, Any] | None = None, *,
@@ -227,7 +254,7 @@ class TaggingModule(_LightningModule):  # type: ignore[misc,valid-type]
                  lr: float = 1e-3, weight_decay: float = 1e-4, warmup_epochs: float = 3.0,
                  decay_start: float = 15.0, decay_end: float = 30.0, last_lr_factor: float = 0.01,
                  mixup_alpha: float = 0.3, gain_db: float = 7.0, swa: bool = True, swa_start: int = 20,
-                 swa_every: int = 2) -> None:
+                 swa_every: int = 2, frame_loss_weight: float = 0.0) -> None:
         if pl is None:  # pragma: no cover
             raise MissingToolError("training needs lightning: pip install 'audioforge[train]'")
         super().__init__()
@@ -261,21 +288,48 @@ class TaggingModule(_LightningModule):  # type: ignore[misc,valid-type]
             return F.binary_cross_entropy_with_logits(logits.float(), y)
         return F.cross_entropy(logits.float(), y)  # soft (mixed) one-hot targets
 
-    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        x, y = batch
+    def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
+        x, y = batch[0], batch[1]
+        activity = batch[2] if len(batch) > 2 and self.hparams.frame_loss_weight > 0 else None
         hp = self.hparams
         if self.features == "mel":
             x = mel_gain(x, hp.gain_db)
-            x, y = mixup(x, y, alpha=hp.mixup_alpha, domain="mel")
-            x = spec_augment(x, freqm=self.frontend.freqm, timem=self.frontend.timem).unsqueeze(1)
+            draw = mixup_draw(x.shape[0], alpha=hp.mixup_alpha, device=x.device) if hp.mixup_alpha > 0 else None
+            x, y = mixup(x, y, alpha=hp.mixup_alpha, domain="mel", draw=draw)
+            masks = spec_augment_masks(x.shape[0], x.shape[-2], x.shape[-1], freqm=self.frontend.freqm,
+                                       timem=self.frontend.timem, device=x.device)
+            x = spec_augment(x, masks=masks).unsqueeze(1)
+            if activity is not None:
+                if draw is not None and x.shape[0] > 1:  # mixed like the targets
+                    lam = draw[0].reshape(-1, 1, 1).to(activity.dtype)
+                    activity = lam * activity + (1 - lam) * activity[draw[1]]
+                if masks[1] is not None:
+                    activity = activity.masked_fill(masks[1][:, None, :], 0.0)
         else:
             x, y = mixup(x, y, alpha=hp.mixup_alpha, domain="wave")
             x = self._features(x)
-        logits = self.model(x)[0]
-        loss = self._loss(logits, y)
+        if activity is None:
+            logits = self.model(x)[0]
+            loss = self._loss(logits, y)
+        else:
+            logits, _, frame_logits = self.model.forward_timeline(x)
+            loss = self._loss(logits, y)
+            frame_loss = F.binary_cross_entropy_with_logits(frame_logits.float(), self._column_targets(activity))
+            self.log("frame_loss", frame_loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=len(y))
+            loss = loss + hp.frame_loss_weight * frame_loss
         self.log("train_loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=len(y))
         self.log("lr", self.optimizers().param_groups[0]["lr"], prog_bar=True, on_step=True, on_epoch=False)
         return loss
+
+    def _column_targets(self, activity: torch.Tensor) -> torch.Tensor:
+        """``(batch, kept columns, classes)`` targets: the max of ``activity (batch, classes, frames)`` over each kept
+        time patch's frames."""
+        ts, p = self.model.stride[1], self.model.patch_size
+        cols = F.max_pool1d(activity.float(), kernel_size=p, stride=ts)  # (batch, classes, time patches)
+        kept = self.model.kept_time_columns
+        if kept is not None:
+            cols = cols[..., kept.to(cols.device)]
+        return cols.transpose(1, 2)
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         x, y = batch
@@ -382,13 +436,14 @@ def _build(cfg: TrainConfig) -> tuple[TaggingDataModule, TaggingModule]:
                            cache_dir=Path(cfg.out_dir) / "mel_cache" if cfg.features == "mel" else None,
                            batch_size=cfg.batch_size, num_workers=cfg.num_workers,
                            weighted_sampler=cfg.weighted_sampler, clip_seconds=cfg.clip_seconds,
-                           gain_db=cfg.gain_db, roll=cfg.roll, seed=cfg.seed, max_train_clips=cfg.max_train_clips)
+                           gain_db=cfg.gain_db, roll=cfg.roll, seed=cfg.seed, max_train_clips=cfg.max_train_clips,
+                           strong_labels=cfg.strong_labels)
     model_cfg = preset_config(cfg.preset, **{**cfg.model, "num_classes": len(dm.labels)})
     module = TaggingModule(model_cfg, fe_cfg, features=cfg.features, labels=dm.labels, multi_label=cfg.multi_label,
                            lr=cfg.lr, weight_decay=cfg.weight_decay, warmup_epochs=cfg.warmup_epochs,
                            decay_start=cfg.decay_start, decay_end=cfg.decay_end, last_lr_factor=cfg.last_lr_factor,
                            mixup_alpha=cfg.mixup_alpha, gain_db=cfg.gain_db, swa=cfg.swa, swa_start=cfg.swa_start,
-                           swa_every=cfg.swa_every)
+                           swa_every=cfg.swa_every, frame_loss_weight=cfg.frame_loss_weight)
     if cfg.head_bias == "prior":  # validated by load_config
         entries = list(dm.train_manifest)
         targets = np.stack([multi_hot(e["labels"], dm.labels) for e in entries])
