@@ -230,7 +230,8 @@ def _mel_power2_numpy(y: torch.Tensor, plan: _MelPlan) -> np.ndarray | None:
     For a short clip the dozen torch dispatches of the general path cost more than its arithmetic (1 s at 16 kHz:
     208 -> ~150 us). Framing and padding stay the torch path's (same validation and pad modes); only the FFT is
     torch's, the window product, squares and block-sparse mel product are numpy's. Returns None (use the general
-    path) for longer inputs, whose blocks are better kept in torch.
+    path) for longer inputs, whose blocks are better kept in torch. Framing and the window product stay in torch
+    too (a contiguous product of the strided frame view).
     """
     if plan.np_window is None or y.device.type != "cpu":
         return None
@@ -239,8 +240,9 @@ def _mel_power2_numpy(y: torch.Tensor, plan: _MelPlan) -> np.ndarray | None:
     n = frames.shape[-2]
     if n == 0 or n > _FRAME_BLOCK:
         return None
-    windowed = np.multiply(frames.numpy(), plan.np_window)
-    ri = torch.view_as_real(torch.fft.rfft(torch.from_numpy(windowed), dim=-1)).numpy()
+    # the window product in torch: the frames are an overlapping strided view, which numpy multiplies row by row
+    # (81 x 800 at 16 kHz: 17 us in numpy, ~5 us in torch) while torch writes a contiguous result the FFT reads
+    ri = torch.view_as_real(torch.fft.rfft(frames * plan.window, dim=-1)).numpy()
     np.multiply(ri, ri, out=ri)
     power = np.add(ri[..., 0], ri[..., 1])
     out = np.empty((*power.shape[:-1], plan.np_blocks[-1][3]), dtype=power.dtype)
