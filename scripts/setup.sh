@@ -9,8 +9,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts sox libsox-fmt-all
-              fluidsynth fluid-soundfont-gm timgm6mb-soundfont fortune-mod fortunes-min wordnet-base dict-gcide
-              libsndfile1)
+              fluidsynth fluid-soundfont-gm timgm6mb-soundfont musescore-general-soundfont fortune-mod fortunes-min
+              wordnet-base dict-gcide libsndfile1)
 
 SUDO=""
 if [ "$(id -u)" != "0" ] && command -v sudo >/dev/null 2>&1; then SUDO="sudo"; fi

@@ -28,6 +28,7 @@ from audioforge.corpora.events import (
 from audioforge.corpora.manifest import Manifest
 from audioforge.corpora.runner import PROGRESS_NAME
 from audioforge.corpora.sfx import SFX_CLASSES, synthesize_sfx
+from audioforge.corpora.tools import SOUNDFONTS
 from audioforge.errors import AudioForgeError, InvalidParameterError
 
 SR = 32000
@@ -36,7 +37,8 @@ INSTRUMENTS = [c.name for c in CLASSES if c.kind == "instrument"]
 SPEECH = [c.name for c in CLASSES if c.kind == "speech"]
 
 HAVE_TTS = importlib.util.find_spec("audioforge.corpora.tts") is not None
-HAVE_FLUID = importlib.util.find_spec("fluidsynth") is not None and Path("/usr/share/sounds/sf2/TimGM6mb.sf2").is_file()
+HAVE_FLUID = importlib.util.find_spec("fluidsynth") is not None and all(
+    Path(p).is_file() for p, _ in SOUNDFONTS.values())
 needs_tts = pytest.mark.skipif(not HAVE_TTS, reason="audioforge.corpora.tts is not available")
 needs_fluid = pytest.mark.skipif(not HAVE_FLUID, reason="pyfluidsynth or the soundfonts are not installed")
 
@@ -160,7 +162,7 @@ def test_plan_is_balanced_prefix_stable_and_split() -> None:
     for j in jobs:
         assert 1 <= len(j["classes"]) <= 4
         assert len(set(j["classes"])) == len(j["classes"])
-        assert j["soundfont"] == ("TimGM6mb" if j["split"] == "test" else "FluidR3_GM")
+        assert j["soundfonts"] == (["TimGM6mb"] if j["split"] == "test" else ["FluidR3_GM", "MuseScore_General"])
     for split in ("train", "test"):
         counts = {c: 0 for c in SFX + INSTRUMENTS}
         for j in jobs:
@@ -291,13 +293,13 @@ def test_instrument_corpus_uses_the_split_soundfont(tmp_path: Path) -> None:
     used = {"train": set(), "test": set()}
     for e in m:
         has_instrument = any(lab in INSTRUMENTS for lab in e["labels"])
-        assert (e["soundfont"] is not None) == has_instrument
-        if has_instrument:
-            used[e["split"]].add(e["soundfont"])
+        assert bool(e["soundfonts"]) == has_instrument
+        used[e["split"]] |= set(e["soundfonts"])
         for p in e["sources"]:
             if p["label"] in INSTRUMENTS:
                 assert 0 <= p["program"] <= 127 and p["instrument"]
-    assert used == {"train": {"FluidR3_GM"}, "test": {"TimGM6mb"}}
+                assert p["soundfont"] in e["soundfonts"]
+    assert used == {"train": {"FluidR3_GM", "MuseScore_General"}, "test": {"TimGM6mb"}}
 
 
 @needs_tts
@@ -318,12 +320,11 @@ def test_full_corpus_held_out_guarantees(tmp_path: Path) -> None:
     for e in m:
         assert set(e["voices"]) <= voices[e["split"]], e
         seen[e["split"]] |= set(e["voices"])
-        if e["soundfont"] is not None:
-            fonts[e["split"]].add(e["soundfont"])
+        fonts[e["split"]] |= set(e["soundfonts"])
         speech = [p for p in e["sources"] if p["label"] in SPEECH]
         assert len(speech) == len(e["voices"])
     assert seen["train"] and seen["test"], "both splits must contain speech"
-    assert fonts == {"train": {"FluidR3_GM"}, "test": {"TimGM6mb"}}
+    assert fonts["test"] == {"TimGM6mb"} and fonts["train"] <= {"FluidR3_GM", "MuseScore_General"}
     # same corpus in one process
     one = generate_event_corpus(tmp_path / "f2", workers=1, **kw)
     assert one.entries == m.entries

@@ -15,7 +15,9 @@ is actually active -- from its own frame-energy envelope, so leading silence of 
 footsteps are not labelled -- and the clip labels are exactly the set of strong-label classes.
 
 Held-out split: clips of split ``"test"`` (a ``heldout_fraction`` of them) render instruments with the TimGM6mb
-soundfont and speech with the held-out voices; ``"train"`` clips use FluidR3_GM and the training voices. Sources are
+soundfont and speech with the held-out voices; ``"train"`` clips use the training voices and render each instrument
+source with FluidR3_GM or MuseScore_General (drawn per source: two timbres of every program, so a tagger learns the
+instrument rather than one soundfont's samples). Sources are
 drawn class-balanced (successive shuffled decks of the class list, separately per split). Generation is
 deterministic for a seed whatever the number of worker processes, resumable, and prefix-stable: the first ``n``
 clips of a larger corpus are the clips of the corpus of ``n``.
@@ -63,10 +65,10 @@ __all__ = [
 
 LABELS_NAME = "labels.json"
 CONFIG_NAME = "events_config.json"
-SPLIT_SOUNDFONTS = {"train": "FluidR3_GM", "test": "TimGM6mb"}
-"""Soundfont used for the instrument sources of each split."""
+SPLIT_SOUNDFONTS: dict[str, tuple[str, ...]] = {"train": ("FluidR3_GM", "MuseScore_General"), "test": ("TimGM6mb",)}
+"""Soundfonts of the instrument sources of each split (one drawn per source)."""
 
-_FORMAT_VERSION = 1
+_FORMAT_VERSION = 2  # 2: several training soundfonts, entries list the soundfonts they used
 _SOURCE_COUNT_WEIGHTS = (0.3, 0.3, 0.25, 0.15)  # P(1 source), P(2), P(3), P(4)
 
 
@@ -377,11 +379,13 @@ def _render_instrument(cls: EventClass, job: dict[str, Any], rng: np.random.Gene
     names = sorted(n for n, inst in melody.INSTRUMENTS.items() if inst.family == cls.source)
     if not names:
         raise MissingToolError(f"audioforge.corpora.melody has no instrument of family {cls.source!r} for {cls.name}")
+    fonts = job["soundfonts"]
+    font = fonts[int(rng.integers(len(fonts)))] if len(fonts) > 1 else fonts[0]  # one font: the stream of v1
     inst = melody.INSTRUMENTS[names[int(rng.integers(len(names)))]]
     d = float(rng.uniform(cls.min_duration, cls.max_duration))
     pm = melody.generate_melody(inst, d, rng)
-    y = fluid.render_midi(pm, job["soundfont"], sr=sr, duration=d)
-    return Source(cls.name, y, {"instrument": inst.name, "program": int(inst.program)})
+    y = fluid.render_midi(pm, font, sr=sr, duration=d)
+    return Source(cls.name, y, {"instrument": inst.name, "program": int(inst.program), "soundfont": font})
 
 
 def _render_source(label: str, job: dict[str, Any], rng: np.random.Generator) -> Source:
@@ -413,7 +417,6 @@ def render_event_clip(job: dict[str, Any]) -> tuple[np.ndarray, dict[str, Any]]:
                 sources.append(src)
                 break
     audio, events, placements = mix_sources(sources, sr=job["sr"], clip_seconds=job["clip_seconds"], rng=rng)
-    used_instrument = any(_BY_NAME[p["label"]].kind == "instrument" for p in placements)
     entry = {
         "key": job["key"],
         "duration": round(len(audio) / job["sr"], 6),
@@ -421,7 +424,7 @@ def render_event_clip(job: dict[str, Any]) -> tuple[np.ndarray, dict[str, Any]]:
         "split": job["split"],
         "labels": sorted({e["label"] for e in events}, key=CLASS_NAMES.index),
         "events": events,
-        "soundfont": job["soundfont"] if used_instrument else None,
+        "soundfonts": sorted({p["soundfont"] for p in placements if "soundfont" in p}),
         "voices": sorted({p["voice"] for p in placements if "voice" in p}),
         "sources": placements,
         "seed": job["seed"],
@@ -570,7 +573,7 @@ def plan_event_jobs(
             "index": i,
             "split": split,
             "classes": chosen,
-            "soundfont": SPLIT_SOUNDFONTS[split],
+            "soundfonts": list(SPLIT_SOUNDFONTS[split]),
             "voices": voices[split],
             "sr": int(sr),
             "clip_seconds": float(clip_seconds),
@@ -628,7 +631,8 @@ def generate_event_corpus(
     workers
         Processes; default all cores; ``1`` renders in this process.
     heldout_fraction
-        Fraction of clips in split ``"test"``: TimGM6mb instruments and held-out voices.
+        Fraction of clips in split ``"test"``: TimGM6mb instruments and held-out voices (training clips: FluidR3_GM
+        and MuseScore_General instruments, the training voices).
     sr
         Sample rate (32 kHz for PaSST).
     clip_seconds
@@ -643,7 +647,7 @@ def generate_event_corpus(
     Returns
     -------
     Manifest
-        Entries with ``key, wav, duration, sr, split, labels, events, soundfont, voices, sources, seed``.
+        Entries with ``key, wav, duration, sr, split, labels, events, soundfonts, voices, sources, seed``.
 
     Raises
     ------
@@ -663,7 +667,7 @@ def generate_event_corpus(
         raise InvalidParameterError(f"{out} exists and is not a folder; choose another --out")
     config = {"format": _FORMAT_VERSION, "seed": int(seed), "heldout_fraction": float(heldout_fraction),
               "sr": int(sr), "clip_seconds": float(clip_seconds), "max_sources": int(max_sources),
-              "classes": list(names), "split_soundfonts": SPLIT_SOUNDFONTS,
+              "classes": list(names), "split_soundfonts": {k: list(v) for k, v in SPLIT_SOUNDFONTS.items()},
               "voices": _voice_split(int(seed)) if any(_BY_NAME[c].kind == "speech" for c in names) else {},
               "text_sources": list(_TEXT_SOURCES),
               "clips": int(clips)}
@@ -672,7 +676,7 @@ def generate_event_corpus(
     for name, payload in ((CONFIG_NAME, config), (LABELS_NAME, list(names))):
         with atomic_path(out / name) as tmp:
             tmp.write_text(json.dumps(payload, indent=1) + "\n", encoding="utf-8")
-    soundfonts = tuple(sorted({j["soundfont"] for j in jobs})) if any(
+    soundfonts = tuple(sorted({f for j in jobs for f in j["soundfonts"]})) if any(
         _BY_NAME[c].kind == "instrument" for c in names) else ()
     text_seed = int(seed) if any(_BY_NAME[c].kind == "speech" for c in names) else None
     return run_jobs(jobs, _worker, out, workers=workers, desc="event clips", progress=progress,

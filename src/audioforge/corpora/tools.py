@@ -23,6 +23,7 @@ APT_PACKAGES = {
 SOUNDFONTS = {
     "FluidR3_GM": ("/usr/share/sounds/sf2/FluidR3_GM.sf2", "fluid-soundfont-gm"),
     "TimGM6mb": ("/usr/share/sounds/sf2/TimGM6mb.sf2", "timgm6mb-soundfont"),
+    "MuseScore_General": ("/usr/share/sounds/sf3/MuseScore_General_Full.sf3", "musescore-general-soundfont"),
 }
 
 
@@ -39,7 +40,7 @@ def require_tool(name: str) -> str:
 
 
 def find_soundfont(name: str) -> Path:
-    """Return the path of a known soundfont (``"FluidR3_GM"`` or ``"TimGM6mb"``) or raise MissingToolError."""
+    """Return the path of a known soundfont (a key of :data:`SOUNDFONTS`) or raise MissingToolError."""
     if name not in SOUNDFONTS:
         raise MissingToolError(f"unknown soundfont {name!r}; known: {sorted(SOUNDFONTS)}")
     path, pkg = SOUNDFONTS[name]
