@@ -146,6 +146,12 @@ def test_mel_cache_matches_frontend_and_is_reused(corpus: Path, tmp_path: Path) 
     assert len(list(tmp_path.glob("mels-*.npy"))) == 1
     build_mel_cache(m, fe, tmp_path, clip_seconds=2.0)
     assert len(list(tmp_path.glob("mels-*.npy"))) == 1
+    # training-only settings (masking widths, band-edge jitter) do not change evaluation mels: same cache
+    build_mel_cache(m, PasstFrontend(freqm=0, timem=0, fmin_aug_range=1, fmax_aug_range=2000, fmax=fe.fmax),
+                    tmp_path, clip_seconds=2.0)
+    assert len(list(tmp_path.glob("mels-*.npy"))) == 1
+    build_mel_cache(m, PasstFrontend(fmax=12000), tmp_path, clip_seconds=2.0)  # other mels: a new cache
+    assert len(list(tmp_path.glob("mels-*.npy"))) == 2
     ds = MelDataset(mels, np.zeros((len(m), 4)), train=True)
     x, _ = ds[0]
     assert x.shape == (128, 200) and x.dtype == torch.float32
