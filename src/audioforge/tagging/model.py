@@ -125,35 +125,6 @@ class PatchEmbed(nn.Module):
         return self.proj(x)
 
 
-class ConvPatchEmbed(nn.Module):
-    """A convolutional stem before the patch projection (an audioforge option, not in the official models).
-
-    ``stem``: a 4 x 4 convolution with stride 2 (``channels`` maps, batch norm, GELU) halves both axes; ``proj``:
-    ``patch_size / 2`` patches with half the stride on that map. Each output patch then covers the input patch of
-    :class:`PatchEmbed` (plus a one-bin border) and the grid is the same for every input size:
-    ``floor((floor(n / 2) - p / 2) / (s / 2)) = floor((n - p) / s)``. Early convolutions give a transformer local
-    features to start from; trained from scratch on a few thousand clips it learns much faster than with the linear
-    patch projection (``recipes/tagging/README.md``). Needs an even ``patch_size`` and even strides.
-    """
-
-    def __init__(self, img_size: tuple[int, int], patch_size: int, stride: tuple[int, int], in_chans: int, dim: int,
-                 channels: int):
-        super().__init__()
-        if patch_size % 2 or stride[0] % 2 or stride[1] % 2:
-            raise InvalidParameterError(f"stem='conv' needs an even patch_size and even strides, got patch_size="
-                                        f"{patch_size}, stride={list(stride)}")
-        self.img_size = img_size
-        self.patch_size = (patch_size, patch_size)
-        self.stride = stride
-        self.grid_size = (img_size[0] // stride[0], img_size[1] // stride[1])
-        self.stem = nn.Sequential(nn.Conv2d(in_chans, channels, kernel_size=4, stride=2, padding=1, bias=False),
-                                  nn.BatchNorm2d(channels), nn.GELU())
-        self.proj = nn.Conv2d(channels, dim, kernel_size=patch_size // 2, stride=(stride[0] // 2, stride[1] // 2))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.proj(self.stem(x))
-
-
 class Attention(nn.Module):
     """Multi-head self-attention with a fused ``qkv`` projection (names as in timm/PaSST)."""
 
@@ -246,8 +217,6 @@ _PARAMS = (
     "attn_drop_rate",
     "drop_path_rate",
     "random_time_offset",
-    "stem",
-    "stem_channels",
 )
 
 
@@ -279,9 +248,6 @@ class PaSST(nn.Module):
     random_time_offset
         In training, add the time embeddings from a random offset when the input has fewer time patches than
         embeddings (evaluation always uses the first ones).
-    stem, stem_channels
-        ``"linear"``: the official patch projection (one strided convolution); ``"conv"``: a convolutional stem of
-        ``stem_channels`` maps first (:class:`ConvPatchEmbed`, an audioforge option for training from scratch).
     """
 
     def __init__(
@@ -304,8 +270,6 @@ class PaSST(nn.Module):
         attn_drop_rate: float = 0.0,
         drop_path_rate: float = 0.0,
         random_time_offset: bool = True,
-        stem: str = "linear",
-        stem_channels: int = 16,
     ) -> None:
         super().__init__()
         img = _pair(img_size, "img_size")
@@ -343,22 +307,12 @@ class PaSST(nn.Module):
         self.attn_drop_rate = float(attn_drop_rate)
         self.drop_path_rate = float(drop_path_rate)
         self.random_time_offset = bool(random_time_offset)
-        if stem not in ("linear", "conv"):
-            raise InvalidParameterError(f"stem={stem!r}; use 'linear' (official) or 'conv'")
-        if isinstance(stem_channels, bool) or not isinstance(stem_channels, int) or stem_channels < 1:
-            raise InvalidParameterError(f"stem_channels must be a positive integer, got {stem_channels!r}")
-        self.stem = stem
-        self.stem_channels = int(stem_channels)
         #: Time-patch indices kept by structured Patchout in the last forward pass (None: all were kept); a
         #: frame-level training loss uses it to pick the matching targets.
         self.kept_time_columns: torch.Tensor | None = None
 
         d = self.embed_dim
-        if stem == "conv":
-            self.patch_embed: nn.Module = ConvPatchEmbed(img, self.patch_size, strides, self.in_chans, d,
-                                                         self.stem_channels)
-        else:
-            self.patch_embed = PatchEmbed(img, self.patch_size, strides, self.in_chans, d)
+        self.patch_embed = PatchEmbed(img, self.patch_size, strides, self.in_chans, d)
         gf, gt = self.patch_embed.grid_size
         self.cls_token = nn.Parameter(torch.zeros(1, 1, d))
         self.dist_token = nn.Parameter(torch.zeros(1, 1, d))
