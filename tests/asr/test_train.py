@@ -98,6 +98,34 @@ def test_train_config_errors(tmp_path: Path) -> None:
         train_asr({"work_dir": str(tmp_path)})
     with pytest.raises(InvalidParameterError, match="unknown trainer settings"):
         train_asr({"work_dir": str(tmp_path), "trainer": {"gpus": 1}})
+    with pytest.raises(InvalidParameterError, match="precision"):
+        train_asr({"work_dir": str(tmp_path), "trainer": {"precision": "fp8"}})
+
+
+def test_bf16_autocast_loss_matches_float32() -> None:
+    """The bf16-mixed training loss of a conformer stays within 2% of the float32 loss on the same batch."""
+    from audioforge.asr.model import build_u2_model
+    from audioforge.asr.train import DEFAULT_TRAIN_CONFIG, _merge
+
+    torch.manual_seed(0)
+    cfg = _merge(DEFAULT_TRAIN_CONFIG["model"], TINY_MODEL)
+    model = build_u2_model({**cfg, "input_dim": 80, "vocab_size": 12}).eval()  # no dropout draws
+    feats, lens = torch.randn(3, 120, 80), torch.tensor([120, 100, 77])
+    tokens, tlens = torch.randint(1, 11, (3, 9)), torch.tensor([9, 7, 5])
+    ref = model(feats, lens, tokens, tlens)["loss"]
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        low = model(feats, lens, tokens, tlens)["loss"]
+    assert low.dtype == torch.float32 and torch.isfinite(low)
+    assert abs(float(low) - float(ref)) <= 0.02 * abs(float(ref)), (float(low), float(ref))
+
+
+@pytest.mark.slow
+def test_bf16_mixed_training_lowers_the_loss(tone_manifest: Path, tmp_path: Path) -> None:  # noqa: F811
+    work = tmp_path / "bf16"
+    bundle = train_asr(tiny_train_config(tone_manifest, work, max_steps=10, precision="bf16-mixed"))
+    losses = _val_losses(work)
+    assert losses[-1][1] < losses[0][1]
+    assert all(v.dtype in (torch.float32, torch.int64) for v in bundle.state_dict.values())
 
 
 def test_loss_decreases_resume_and_average(tone_manifest: Path, tmp_path: Path) -> None:  # noqa: F811
