@@ -4,7 +4,8 @@ Stages (``--stages``, comma-separated, in this order; each is resumable):
 
 ``corpus``    :func:`audioforge.corpora.events.generate_event_corpus` into the manifest's folder (resumes clip by clip)
 ``train``     :func:`audioforge.tagging.train.train_tagger` (resumes from ``<out_dir>/checkpoints/last.ckpt``)
-``evaluate``  macro mAP / d-prime of the trained bundle on the held-out ``test`` split (other soundfont and voices)
+``evaluate``  macro mAP / d-prime of the trained bundle on the held-out ``test`` split (other soundfont and voices),
+              and the segment mAP of its timeline against the strong labels
 ``export``    ONNX fp32 (verified against torch), int8 dynamic and int8 static (calibrated on training clips), each
               scored on the same held-out clips
 ``ship``      the bundle, with every figure above in its ``metrics``, into ``src/audioforge/assets/bundles/tagger``
@@ -103,6 +104,12 @@ def main(argv: list[str] | None = None) -> int:
         scores["torch_fp32"] = evaluate_tagger(bundle, manifest, split="test", per_class=True, progress=True)
         save_report()
         _say(f"evaluate: mAP {scores['torch_fp32']['mAP']}, d' {scores['torch_fp32']['d_prime']}")
+        from audioforge.tagging.timeline_eval import evaluate_timeline
+
+        report["timeline"] = evaluate_timeline(bundle, manifest, split="test", per_class=True)
+        save_report()
+        _say(f"evaluate: timeline segment mAP {report['timeline']['segment_mAP']} "
+             f"({report['timeline']['segment_step_s']} s segments)")
 
     if "export" in stages:
         from audioforge.deploy import model_size_bytes
@@ -130,6 +137,8 @@ def main(argv: list[str] | None = None) -> int:
             metrics[f"heldout_d_prime_{name}"] = s.get("d_prime")
         if "corpus" in report:
             metrics["corpus"] = report["corpus"]["clips"]
+        if "timeline" in report:
+            metrics["heldout_segment_mAP"] = report["timeline"]["segment_mAP"]
         bundle.metrics = metrics
         bundle.options = {**bundle.options, "source": "recipes/tagging/run.py (generated sound-event corpus)"}
         Bundle(task=bundle.task, architecture=bundle.architecture, hyperparameters=bundle.hyperparameters,

@@ -14,6 +14,7 @@ from audioforge.cli import app
 from audioforge.errors import AudioFileError, CheckpointError, InvalidParameterError, ManifestError
 
 from .test_export import tiny_bundle
+from .test_strong_labels import strong_corpus  # noqa: F401 - fixture
 from .test_train import make_tone_corpus
 
 runner = CliRunner()
@@ -71,6 +72,18 @@ def test_evaluate_command(bundle_dir: Path, corpus: Path) -> None:
     assert res.exit_code == 0 and "mAP" in res.stdout
     res = runner.invoke(app, ["tagging", "evaluate", str(bundle_dir), str(corpus), "--split", "dev"])
     assert isinstance(res.exception, ManifestError)
+    # the tone corpus has no strong labels: --timeline says so
+    res = runner.invoke(app, ["tagging", "evaluate", str(bundle_dir), str(corpus), "--clip-seconds", "2",
+                              "--timeline"])
+    assert isinstance(res.exception, ManifestError) and "strong labels" in str(res.exception)
+
+
+def test_evaluate_timeline_command(bundle_dir: Path, strong_corpus: Path) -> None:  # noqa: F811
+    res = runner.invoke(app, ["tagging", "evaluate", str(bundle_dir), str(strong_corpus), "--split", "all",
+                              "--clip-seconds", "2", "--timeline", "--json"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    assert 0.0 <= out["segment_mAP"] <= 1.0 and out["segment_step_s"] == pytest.approx(0.1)
 
 
 def test_export_command_errors(bundle_dir: Path, tmp_path: Path) -> None:

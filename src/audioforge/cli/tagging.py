@@ -93,6 +93,8 @@ def evaluate(
     per_class: bool = typer.Option(False, "--per-class", help="Also print the AP of every class."),
     clip_seconds: float = typer.Option(10.0, "--clip-seconds", help="Crop / zero-pad every clip to this length."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    timeline: bool = typer.Option(False, "--timeline", help="Also score the tag timeline against the strong "
+                                  "labels (segment-level mAP; a bundle and a manifest with 'events')."),
 ) -> None:
     """Macro mAP, AUC and d-prime (or accuracy) of a tagger on the clips of a manifest."""
     from rich.console import Console
@@ -102,13 +104,20 @@ def evaluate(
 
     result = evaluate_tagger(bundle, manifest, split=None if split == "all" else split, per_class=per_class,
                              clip_seconds=clip_seconds)
+    if timeline:
+        from ..tagging.timeline_eval import evaluate_timeline
+
+        if str(bundle).endswith(".onnx"):
+            raise typer.BadParameter("--timeline needs a bundle (the exported ONNX graph has no timeline output)")
+        seg = evaluate_timeline(bundle, manifest, split=None if split == "all" else split, clip_seconds=clip_seconds)
+        result.update({k: v for k, v in seg.items() if k.startswith("segment_")})
     if as_json:
         typer.echo(json.dumps(result))
         return
     table = Table(title=f"{bundle} on {manifest} (split {split}, {result.get('clips')} clips)")
     table.add_column("metric")
     table.add_column("value", justify="right")
-    for key in ("mAP", "auc", "d_prime", "accuracy"):
+    for key in ("mAP", "auc", "d_prime", "accuracy", "segment_mAP", "segment_auc"):
         if key in result and result[key] is not None:
             table.add_row(key, f"{result[key]:.4f}")
     if result.get("skipped"):
