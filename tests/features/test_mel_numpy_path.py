@@ -1,4 +1,4 @@
-"""The numpy-in/numpy-out mel path (short clips) agrees with librosa and with the torch path."""
+"""The short-clip mel path (numpy in/out, and CPU tensors outside autograd) agrees with librosa and the torch ops."""
 
 from __future__ import annotations
 
@@ -28,7 +28,10 @@ def test_numpy_path_matches_librosa_and_torch(dtype, shape, kw) -> None:
     assert got.shape == ref.shape
     tol = 1e-5 if dtype == np.float32 else 1e-9
     assert np.abs(got - ref).max() <= tol * np.abs(ref).max()
-    via_torch = melspectrogram(y=torch.from_numpy(y), **kw).numpy()
+    torch_in = melspectrogram(y=torch.from_numpy(y), **kw)  # a CPU tensor outside autograd: the same path
+    assert isinstance(torch_in, torch.Tensor) and torch_in.dtype == torch.from_numpy(y).dtype
+    assert np.array_equal(torch_in.numpy(), got)
+    via_torch = melspectrogram(y=torch.from_numpy(y).requires_grad_(), **kw).detach().numpy()  # the torch ops
     assert np.abs(got - via_torch).max() <= tol * np.abs(ref).max()
 
 
@@ -47,7 +50,10 @@ def test_numpy_path_is_taken_for_short_clips_only(monkeypatch) -> None:
     long = np.random.default_rng(1).standard_normal(16000 * 6).astype(np.float32)  # 481 frames > one block
     melspectrogram(y=short, **kw)
     out_long = melspectrogram(y=long, **kw)
-    melspectrogram(y=torch.from_numpy(short), **kw)  # torch input never takes it
-    assert calls == [True, False]
+    melspectrogram(y=torch.from_numpy(short), **kw)  # a CPU tensor outside autograd takes it too
+    leaf = torch.from_numpy(short).requires_grad_()
+    out = melspectrogram(y=leaf, **kw)  # autograd needs the torch ops: not taken
+    out.sum().backward()
+    assert calls == [True, False, True] and leaf.grad is not None and torch.isfinite(leaf.grad).all()
     ref = librosa.feature.melspectrogram(y=long, **kw)
     assert np.abs(out_long - ref).max() <= 1e-5 * ref.max()

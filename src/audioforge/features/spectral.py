@@ -138,6 +138,10 @@ def melspectrogram(
             out = _mel_power2_numpy(yt, plan)
             if out is not None:
                 return np.swapaxes(out, -1, -2)
+        elif not yt.requires_grad:  # a CPU tensor outside autograd: the same short-clip path, zero-copy both ways
+            out = _mel_power2_numpy(yt, plan)
+            if out is not None:
+                return torch.from_numpy(out).transpose(-1, -2)
         return back(_mel_power2(yt, plan).transpose(-1, -2))
     n_fft, hop_length, win_length = resolve_frame_params(n_fft, hop_length, win_length)
     check_pad_mode(pad_mode, center)
