@@ -100,6 +100,15 @@ def test_reused_draws_mix_and_mask_targets_like_inputs() -> None:
     for i in range(6):
         np.testing.assert_array_equal((out[i] == 0).numpy(), (masks[0][i][:, None] | masks[1][i][None, :]).numpy())
     assert spec_augment_masks(2, 8, 40, freqm=0, timem=5)[0] is None
+    for bad in ({"alpha": 0.0}, {"alpha": float("nan")}, {"alpha": -1}):
+        with pytest.raises(InvalidParameterError, match="alpha"):
+            mixup_draw(4, **bad)
+    with pytest.raises(InvalidParameterError, match="batch"):
+        mixup_draw(0)
+    with pytest.raises(InvalidParameterError, match="timem"):
+        spec_augment_masks(2, 8, 40, timem=-1)
+    with pytest.raises(InvalidParameterError, match="frames"):
+        spec_augment_masks(2, 8, 0)
 
 
 def test_column_targets_follow_patchout() -> None:

@@ -371,6 +371,10 @@ def mixup_draw(batch: int, *, alpha: float = 0.3,
     Use it to mix further per-example tensors (frame activity) exactly like the inputs: ``lam * a + (1 - lam) *
     a[perm]``.
     """
+    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+        raise InvalidParameterError(f"batch must be a positive integer, got {batch!r}")
+    if not (isinstance(alpha, (int, float)) and math.isfinite(alpha) and alpha > 0):
+        raise InvalidParameterError(f"alpha must be a finite number > 0 (mixup off: do not draw), got {alpha!r}")
     lam = torch.distributions.Beta(float(alpha), float(alpha)).sample((batch,))
     lam = torch.maximum(lam, 1 - lam).to(device)
     perm = torch.randperm(batch).to(device)
@@ -416,6 +420,10 @@ def spec_augment_masks(batch: int, n_mels: int, frames: int, *, freqm: int = 48,
     One frequency band of width ``< freqm`` and one time span of width ``< timem`` per example, drawn independently
     per example (torchaudio ``iid_masks``); a width of 0 gives None for that axis.
     """
+    for name, v, least in (("batch", batch, 1), ("n_mels", n_mels, 1), ("frames", frames, 1), ("freqm", freqm, 0),
+                           ("timem", timem, 0)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < least:
+            raise InvalidParameterError(f"{name} must be an integer >= {least}, got {v!r}")
     masks: list[torch.Tensor | None] = []
     for size, width in ((n_mels, freqm), (frames, timem)):
         if not width:
