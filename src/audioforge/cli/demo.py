@@ -52,6 +52,12 @@ def demo(out: Path = typer.Option(Path("out/demo"), help="Folder for the demo's 
 
     console = Console(width=110)
     torch.set_num_threads(1)
+    try:  # numpy's BLAS too (librosa's mel product): "one thread" for both sides of the comparison
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(1)
+    except ImportError:  # pragma: no cover - threadpoolctl comes with librosa's scikit-learn
+        pass
     out.mkdir(parents=True, exist_ok=True)
     sr = 16000
     y = _sample(sr)
