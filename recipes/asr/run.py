@@ -92,9 +92,14 @@ def stage_snapshot(cfg: dict[str, Any], work: Path) -> None:
 
 
 def stage_evaluate(cfg: dict[str, Any], work: Path) -> dict[str, Any]:
+    import torch
+
     from audioforge.asr.evaluate import evaluate_bundle, format_table
 
     e = cfg["evaluate"]
+    # one thread, as the RTF floors are stated; more threads than free cores made a 15 s evaluation take over
+    # 10 min while two trainings ran (spin-waiting intra-op threads)
+    torch.set_num_threads(int(e.get("threads", 1)))
     t = time.time()
     results = evaluate_bundle(work / "train" / "bundle", work / "corpus" / "manifest.jsonl", split="test",
                               chunk_size=int(e["chunk_size"]), pocketsphinx=bool(e["pocketsphinx"]),
