@@ -134,14 +134,11 @@ def melspectrogram(
         # the common case: everything validated and built once per configuration
         plan = _mel_plan(sr, n_fft, hop_length, win_length, window_key, center, pad_mode, n_mels, fmin, fmax, htk,
                          norm, _basis_dtype(dtype, yt.dtype), yt.dtype, str(yt.device))
-        if isinstance(y, np.ndarray):
+        numpy_in = isinstance(y, np.ndarray)
+        if numpy_in or not yt.requires_grad:  # short clips outside autograd: numpy arithmetic, zero-copy both ways
             out = _mel_power2_numpy(yt, plan)
             if out is not None:
-                return np.swapaxes(out, -1, -2)
-        elif not yt.requires_grad:  # a CPU tensor outside autograd: the same short-clip path, zero-copy both ways
-            out = _mel_power2_numpy(yt, plan)
-            if out is not None:
-                return torch.from_numpy(out).transpose(-1, -2)
+                return np.swapaxes(out, -1, -2) if numpy_in else torch.from_numpy(out).transpose(-1, -2)
         return back(_mel_power2(yt, plan).transpose(-1, -2))
     n_fft, hop_length, win_length = resolve_frame_params(n_fft, hop_length, win_length)
     check_pad_mode(pad_mode, center)
@@ -181,8 +178,8 @@ class _MelPlan:
     pad_mode: str
     window: torch.Tensor
     blocks: MelBlocks
-    np_window: np.ndarray | None = None  # numpy views of the window and blocks (CPU plans)
-    np_blocks: tuple[tuple[int, int, int, int, np.ndarray], ...] = ()  # (c0, c1, first mel, last mel + 1, weights)
+    np_blocks: tuple[tuple[int, int, int, int, np.ndarray], ...] = ()  # CPU plans: numpy views of the blocks,
+    # (c0, c1, first mel, last mel + 1, weights)
 
 
 #: frames per FFT block: keeps the windowed frames, spectrum and squares in cache for long inputs
@@ -204,7 +201,7 @@ def _mel_plan(sr: float, n_fft: Any, hop_length: Any, win_length: Any, window: A
     for c0, c1, w in blocks:
         np_blocks.append((c0, c1, first, first + w.shape[1], w.numpy()))
         first += w.shape[1]
-    return _MelPlan(n_fft, hop_length, bool(center), pad_mode, win, blocks, win.numpy(), tuple(np_blocks))
+    return _MelPlan(n_fft, hop_length, bool(center), pad_mode, win, blocks, tuple(np_blocks))
 
 
 def _mel_power2(y: torch.Tensor, plan: _MelPlan) -> torch.Tensor:
@@ -229,15 +226,14 @@ def _mel_power2(y: torch.Tensor, plan: _MelPlan) -> torch.Tensor:
 
 
 def _mel_power2_numpy(y: torch.Tensor, plan: _MelPlan) -> np.ndarray | None:
-    """:func:`_mel_power2` for numpy callers with up to ``_FRAME_BLOCK`` frames: numpy arithmetic around torch's FFT.
+    """:func:`_mel_power2` for CPU callers (numpy arrays, tensors outside autograd) with up to ``_FRAME_BLOCK`` frames.
 
     For a short clip the dozen torch dispatches of the general path cost more than its arithmetic (1 s at 16 kHz:
-    208 -> ~150 us). Framing and padding stay the torch path's (same validation and pad modes); only the FFT is
-    torch's, the window product, squares and block-sparse mel product are numpy's. Returns None (use the general
-    path) for longer inputs, whose blocks are better kept in torch. Framing and the window product stay in torch
-    too (a contiguous product of the strided frame view).
+    208 -> ~160 us). Framing, padding (the torch path's validation and pad modes), the window product and the FFT
+    are torch's; the squares and the block-sparse mel product are numpy's. Returns None (use the general path) for
+    longer inputs, whose blocks are better kept in torch.
     """
-    if plan.np_window is None or y.device.type != "cpu":
+    if not plan.np_blocks or y.device.type != "cpu":
         return None
     frames = frame_signal(y, n_fft=plan.n_fft, hop_length=plan.hop_length, center=plan.center,
                           pad_mode=plan.pad_mode)
