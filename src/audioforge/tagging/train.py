@@ -437,7 +437,7 @@ def _build(cfg: TrainConfig) -> tuple[TaggingDataModule, TaggingModule]:
                            batch_size=cfg.batch_size, num_workers=cfg.num_workers,
                            weighted_sampler=cfg.weighted_sampler, clip_seconds=cfg.clip_seconds,
                            gain_db=cfg.gain_db, roll=cfg.roll, seed=cfg.seed, max_train_clips=cfg.max_train_clips,
-                           strong_labels=cfg.strong_labels)
+                           strong_labels=cfg.strong_labels and cfg.frame_loss_weight > 0)  # else unused
     model_cfg = preset_config(cfg.preset, **{**cfg.model, "num_classes": len(dm.labels)})
     module = TaggingModule(model_cfg, fe_cfg, features=cfg.features, labels=dm.labels, multi_label=cfg.multi_label,
                            lr=cfg.lr, weight_decay=cfg.weight_decay, warmup_epochs=cfg.warmup_epochs,
