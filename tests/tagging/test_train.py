@@ -30,7 +30,15 @@ from audioforge.tagging.data import (
     sample_weights,
     spec_augment,
 )
-from audioforge.tagging.train import TaggingModule, _build, load_config, lr_factor, prior_bias, train_tagger
+from audioforge.tagging.train import (
+    TaggingModule,
+    _build,
+    epoch_checkpoint,
+    load_config,
+    lr_factor,
+    prior_bias,
+    train_tagger,
+)
 
 pytest.importorskip("lightning")
 
@@ -287,6 +295,37 @@ def test_resume_continues_step_count(corpus: Path, tmp_path: Path) -> None:
     assert second.metrics["steps"] == 6 and second.metrics["epochs"] == 2
     fresh = train_tagger(tiny_config(corpus, tmp_path / "other", max_epochs=1, val_split=None, resume=False))
     assert fresh.metrics["steps"] == 3
+
+
+def test_every_epoch_leaves_a_checkpoint_to_resume_from(tmp_path: Path) -> None:
+    """An interrupted run resumes from its last finished epoch: ``last.ckpt`` exists after each epoch, not only at
+    the end of training (Lightning skips ``save_last`` at epoch end when no regular checkpoint was written)."""
+    import lightning.pytorch as pl
+
+    class Tiny(pl.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.lin = torch.nn.Linear(2, 1)
+
+        def training_step(self, batch, batch_idx):
+            return self.lin(batch[0]).pow(2).mean()
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    seen: list[int | None] = []
+
+    class Probe(pl.Callback):
+        def on_train_epoch_start(self, trainer, module) -> None:
+            last = tmp_path / "ckpt" / "last.ckpt"
+            seen.append(torch.load(last, weights_only=False)["epoch"] if last.is_file() else None)
+
+    data = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.randn(8, 2)), batch_size=4)
+    trainer = pl.Trainer(max_epochs=3, callbacks=[epoch_checkpoint(tmp_path / "ckpt"), Probe()], logger=False,
+                         enable_progress_bar=False, enable_model_summary=False, accelerator="cpu")
+    trainer.fit(Tiny(), train_dataloaders=data)
+    assert seen == [None, 0, 1]
+    assert sorted(p.name for p in (tmp_path / "ckpt").iterdir()) == ["epoch=2-step=6.ckpt", "last.ckpt"]
 
 
 def test_waveform_mode_bf16_and_accumulation(corpus: Path, tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ running average kept in the module (and in every checkpoint); the averaged weigh
 (``swa=True``).
 
 Everything else is Lightning's: ``precision`` (``"32"``, ``"bf16-mixed"`` on CPU), ``accumulate_grad_batches``,
-``ModelCheckpoint`` writing ``<out>/checkpoints/last.ckpt`` after every epoch (a rerun resumes from it, the step
+``ModelCheckpoint`` (:func:`epoch_checkpoint`) writing ``<out>/checkpoints/last.ckpt`` after every epoch (a rerun resumes from it, the step
 count continuing), and ``strategy``/``devices``/``num_nodes`` for DDP (``strategy="ddp", devices=2`` on a CPU runs
 two processes; launch it as a script, ``python -m audioforge.tagging.train CONFIG`` or ``audioforge tagging
 train CONFIG``, because Lightning re-runs the command for the other ranks).
@@ -464,6 +464,19 @@ def make_bundle(module: TaggingModule, *, preset: str, metrics: dict[str, Any] |
                   options={"multi_label": module.multi_label, **(options or {})})
 
 
+def epoch_checkpoint(ckpt_dir: str | Path) -> Any:
+    """The ``ModelCheckpoint`` of :func:`train_tagger`: ``last.ckpt`` (and ``epoch=E-step=S.ckpt``) after every epoch.
+
+    Lightning writes ``last.ckpt`` at an epoch's end only when a regular checkpoint was written at that step, so a
+    callback with ``save_top_k=0`` leaves nothing to resume from until training ends. Keeping the newest regular
+    checkpoint (``save_top_k=1``, no monitored metric) makes every epoch resumable.
+    """
+    if pl is None:  # pragma: no cover
+        raise MissingToolError("training needs lightning: pip install 'audioforge[train]'")
+    return pl.callbacks.ModelCheckpoint(dirpath=str(ckpt_dir), save_last=True, save_top_k=1, monitor=None,
+                                        every_n_epochs=1, save_on_train_epoch_end=True)
+
+
 def train_tagger(config: TrainConfig | dict[str, Any] | str | os.PathLike[str]) -> Bundle:
     """Train (or resume training of) a PaSST tagger and write ``<out_dir>/bundle``.
 
@@ -493,8 +506,7 @@ def train_tagger(config: TrainConfig | dict[str, Any] | str | os.PathLike[str]) 
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     dm, module = _build(cfg)
     ckpt_dir = out / "checkpoints"
-    ckpt_cb = pl.callbacks.ModelCheckpoint(dirpath=ckpt_dir, save_last=True, save_top_k=0, every_n_epochs=1,
-                                           save_on_train_epoch_end=True)
+    ckpt_cb = epoch_checkpoint(ckpt_dir)
     trainer_kw: dict[str, Any] = {}
     if cfg.limit_train_batches is not None:
         trainer_kw["limit_train_batches"] = cfg.limit_train_batches
