@@ -8,10 +8,11 @@ running average kept in the module (and in every checkpoint); the averaged weigh
 (``swa=True``).
 
 Everything else is Lightning's: ``precision`` (``"32"``, ``"bf16-mixed"`` on CPU), ``accumulate_grad_batches``,
-``ModelCheckpoint`` (:func:`epoch_checkpoint`) writing ``<out>/checkpoints/last.ckpt`` after every epoch (a rerun resumes from it, the step
-count continuing), and ``strategy``/``devices``/``num_nodes`` for DDP (``strategy="ddp", devices=2`` on a CPU runs
-two processes; launch it as a script, ``python -m audioforge.tagging.train CONFIG`` or ``audioforge tagging
-train CONFIG``, because Lightning re-runs the command for the other ranks).
+``ModelCheckpoint`` (:func:`epoch_checkpoint`) writing ``<out>/checkpoints/last.ckpt`` after every epoch (a rerun
+resumes from it, the step count continuing), and ``strategy``/``devices``/``num_nodes`` for DDP
+(``strategy="ddp", devices=2`` on a CPU runs two processes; launch it as a script, ``python -m
+audioforge.tagging.train CONFIG`` or ``audioforge tagging train CONFIG``, because Lightning re-runs the command
+for the other ranks).
 """
 
 from __future__ import annotations
