@@ -4,10 +4,11 @@
 
 The server runs as a subprocess (``audioforge serve`` on a free loopback port) with the shipped ``asr`` bundle when
 there is one, else a randomly initialised U2++ conformer (``--model tiny|small``; its text is meaningless but its
-compute is real). Every stream sends a different signal (seeded noise) as 0.5 s int16 messages paced in real time;
-stream starts are spread over one message period. Each stream's results are compared with the recogniser's own
-streaming output for the same audio and chunking, computed here beforehand: a missing result counts as lost, a
-different one as mixed up. Partial-result latency is the time from sending the message that completed a decoding
+compute is real). Every stream sends a different signal (seeded noise, or with ``--manifest`` held-out speech,
+utterance after utterance) as 0.5 s int16 messages paced in real time, with continuous decoding; stream starts are
+spread over one message period. Each stream's results are compared with the recogniser's own streaming output for
+the same audio and chunking, computed here beforehand: a missing result counts as lost, a different one as mixed
+up. Partial-result latency is the time from sending the message that completed a decoding
 chunk to receiving that chunk's partial result. Bounded: fixed audio per stream and a global deadline; the server is
 stopped at the end.
 """
@@ -89,9 +90,36 @@ def utterance(seconds: float, seed: int) -> np.ndarray:
     return np.clip(4000 * envelope * rng.standard_normal(n), -32768, 32767).astype(np.int16)
 
 
+def speech_streams(manifest: str, count: int, seconds: float) -> list[np.ndarray]:
+    """``count`` int16 streams of ``seconds`` each, from a manifest's ``test`` split: utterance after utterance (each
+    stream starts at a different one), so that a trained model decodes real speech."""
+    from audioforge.asr.data import load_manifest
+    from audioforge.audio import load
+
+    m = load_manifest(manifest, split="test")
+    entries = list(m)
+    if not entries:
+        raise SystemExit(f"{manifest} has no test utterances")
+    n = int(seconds * SR)
+    cache: dict[int, np.ndarray] = {}
+    streams = []
+    for s in range(count):
+        parts, have, k = [], 0, s
+        while have < n:
+            j = k % len(entries)
+            if j not in cache:
+                cache[j] = load(m.audio_path(entries[j]), sr=SR)[0]
+            parts.append(cache[j])
+            have += cache[j].shape[0]
+            k += count
+        pcm = np.concatenate(parts)[:n]
+        streams.append(np.clip(np.round(pcm * 32768.0), -32768, 32767).astype(np.int16))
+    return streams
+
+
 def expected_results(rec: Recognizer, pcm: np.ndarray, chunk: int) -> tuple[list[dict], list[int]]:
     """The result messages of ``rec``'s own streaming session, and for each the index of the message it follows."""
-    session = open_session(rec, Start(1, False))
+    session = open_session(rec, Start(1, True))  # continuous decoding, as the streams below ask for
     messages: list[dict] = []
     origin: list[int] = []
     for i, pos in enumerate(range(0, pcm.shape[0], chunk)):
@@ -100,6 +128,8 @@ def expected_results(rec: Recognizer, pcm: np.ndarray, chunk: int) -> tuple[list
                 messages.append(json.loads(final_result(res)))
             elif res.text:
                 messages.append(json.loads(partial_result(res)))
+            else:  # the server sends nothing for an empty partial, so it has no latency to attribute
+                continue
             origin.append(i)
         if session.finished:
             return messages, origin
@@ -131,7 +161,8 @@ def wait_healthy(port: int, deadline: float, proc: subprocess.Popen[Any]) -> Non
 async def run_streams(url: str, pcms: list[np.ndarray], chunk_s: float, deadline_s: float) -> list[StreamResult]:
     async def one(i: int, pcm: np.ndarray) -> StreamResult:
         await asyncio.sleep(chunk_s * i / len(pcms))  # spread the starts over one message period
-        return await stream_pcm(url, pcm, chunk_s=chunk_s, realtime=True, timeout_s=deadline_s)
+        return await stream_pcm(url, pcm, chunk_s=chunk_s, realtime=True, continuous_decoding=True,
+                                timeout_s=deadline_s)
 
     return await asyncio.wait_for(asyncio.gather(*(one(i, p) for i, p in enumerate(pcms))), deadline_s + 5)
 
@@ -142,6 +173,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=8.0, help="audio per stream")
     parser.add_argument("--chunk-s", type=float, default=0.5, help="seconds of audio per message")
     parser.add_argument("--model", default="auto", help="auto ('asr' bundle, else tiny), tiny, small, or a bundle")
+    parser.add_argument("--manifest", default=None,
+                        help="stream the test split of this speech manifest (default: seeded noise)")
     parser.add_argument("--workers", type=int, default=0, help="server decoding threads (0: one per core)")
     parser.add_argument("--deadline", type=float, default=120.0, help="global time limit in seconds")
     parser.add_argument("--p95-ms", type=float, default=200.0, help="the floor to check")
@@ -160,7 +193,10 @@ def main(argv: list[str] | None = None) -> int:
         described = f"bundle {args.model}"
     params = sum(p.numel() for p in rec.model.parameters())
     chunk = int(args.chunk_s * SR)
-    pcms = [utterance(args.seconds, 1000 + i) for i in range(args.streams)]
+    if args.manifest:
+        pcms = speech_streams(args.manifest, args.streams, args.seconds)
+    else:
+        pcms = [utterance(args.seconds, 1000 + i) for i in range(args.streams)]
     t0 = time.perf_counter()
     expected = [expected_results(rec, p, chunk) for p in pcms]
     ref_rtf = (time.perf_counter() - t0) / (args.seconds * args.streams)
@@ -207,7 +243,9 @@ def main(argv: list[str] | None = None) -> int:
     ok = lost == 0 and mixed == 0 and failed == 0 and p95 <= args.p95_ms
     print(f"model: {described}, {params / 1e6:.2f} M parameters, chunk_size {rec.config.chunk_size} frames")
     print(f"machine: {os.cpu_count()} CPU cores (shared); reference decoding RTF here {ref_rtf:.3f} (1 thread)")
-    print(f"streams: {args.streams} x {args.seconds:g} s real time, {args.chunk_s:g} s messages, wall {wall:.1f} s")
+    source = f"speech from {args.manifest}" if args.manifest else "seeded noise"
+    print(f"streams: {args.streams} x {args.seconds:g} s real time ({source}), {args.chunk_s:g} s messages, "
+          f"wall {wall:.1f} s")
     print(f"partial results timed: {len(latencies)}")
     print(f"partial latency ms: p50 {p50:.1f}  p95 {p95:.1f}  p99 {p99:.1f}  max {np.nanmax(lat):.1f}")
     print(f"lost results: {lost}  mixed-up results: {mixed}  failed/incomplete streams: {failed}")
