@@ -165,3 +165,15 @@ def test_rescoring_and_attention_search_follow_an_overfit_decoder() -> None:
     assert rescored[0].att_score > rescored[1].att_score
     best = attention_beam_search(model, enc, beam_size=4)
     assert best.tokens == (3, 5, 7)
+
+
+def test_two_and_three_term_log_add_match_the_generic_one_bit_for_bit() -> None:
+    from audioforge.asr.search import _lae, _lae2, _lae3
+
+    rng = np.random.default_rng(0)
+    values = [*rng.normal(0, 30, 200).tolist(), -math.inf, 0.0, -1e-300, 700.0]
+    for _ in range(2000):
+        a, b, c = (values[i] for i in rng.integers(0, len(values), 3))
+        assert _lae2(a, b) == _lae(a, b)
+        assert _lae3(a, b, c) == _lae(a, b, c)
+    assert _lae2(-math.inf, -math.inf) == -math.inf and _lae3(-math.inf, -math.inf, -math.inf) == -math.inf

@@ -48,6 +48,24 @@ def _lae(*values: float) -> float:
     return m + math.log(sum(math.exp(v - m) for v in values))
 
 
+def _lae2(a: float, b: float) -> float:
+    """``_lae(a, b)`` without the generic call's overhead (the same operations, so the same bits)."""
+    m = a if a >= b else b
+    if m == NEG_INF:
+        return NEG_INF
+    return m + math.log(math.exp(a - m) + math.exp(b - m))
+
+
+def _lae3(a: float, b: float, c: float) -> float:
+    """``_lae(a, b, c)`` without the generic call's overhead (the same operations, so the same bits)."""
+    m = a if a >= b else b
+    if c > m:
+        m = c
+    if m == NEG_INF:
+        return NEG_INF
+    return m + math.log(math.exp(a - m) + math.exp(b - m) + math.exp(c - m))
+
+
 @dataclass
 class Hypothesis:
     """A decoding result.
@@ -200,7 +218,7 @@ class _Prefix:
 
     @property
     def total(self) -> float:
-        return _lae(self.pb, self.pnb)
+        return _lae2(self.pb, self.pnb)
 
     @property
     def times(self) -> list[int]:
@@ -237,13 +255,12 @@ class CtcPrefixBeamSearch:
         self.num_frames = 0
 
     def _child(self, nxt: dict[tuple[int, ...], _Prefix], parent: _Prefix, key: tuple[int, ...]) -> _Prefix:
-        node = nxt.get(key)
-        if node is None:
-            state, score = parent.ctx_state, parent.ctx_score
-            if self.context_graph is not None:
-                state, delta = self.context_graph.forward(state, key[-1])
-                score += delta
-            node = nxt[key] = _Prefix(state, score)
+        """A new prefix ``key`` (``parent`` extended by ``key[-1]``), with its hotword state, added to ``nxt``."""
+        state, score = parent.ctx_state, parent.ctx_score
+        if self.context_graph is not None:
+            state, delta = self.context_graph.forward(state, key[-1])
+            score += delta
+        node = nxt[key] = _Prefix(state, score)
         return node
 
     def search(self, log_probs: Any) -> None:
@@ -253,45 +270,54 @@ class CtcPrefixBeamSearch:
             raise InvalidParameterError(f"log_probs must be (T, vocab), got shape {lp.shape}")
         k = min(self.beam_size, lp.shape[1])
         blank = self.blank_id
+        beam_size = self.beam_size
+        child = self._child
         for frame in lp:
             t = self.num_frames
             self.num_frames += 1
             top = np.argpartition(-frame, k - 1)[:k] if k < frame.shape[0] else np.arange(frame.shape[0])
+            tokens = [(s, float(frame[s])) for s in top.tolist()]
             nxt: dict[tuple[int, ...], _Prefix] = {}
             for prefix, st in self._beam.items():
-                for s in top.tolist():
-                    p = float(frame[s])
+                last = prefix[-1] if prefix else -1
+                for s, p in tokens:
                     if s == blank:
                         n = nxt.get(prefix)
                         if n is None:
                             n = nxt[prefix] = _Prefix(st.ctx_state, st.ctx_score)
-                        n.pb = _lae(n.pb, st.pb + p, st.pnb + p)
+                        n.pb = _lae3(n.pb, st.pb + p, st.pnb + p)
                         v, times = (st.vb, st.times_b) if st.vb > st.vnb else (st.vnb, st.times_nb)
                         if v + p > n.vb:
                             n.vb, n.times_b = v + p, times
-                    elif prefix and s == prefix[-1]:
+                    elif s == last:
                         n = nxt.get(prefix)
                         if n is None:
                             n = nxt[prefix] = _Prefix(st.ctx_state, st.ctx_score)
-                        n.pnb = _lae(n.pnb, st.pnb + p)
+                        n.pnb = _lae2(n.pnb, st.pnb + p)
                         if st.vnb + p > n.vnb:
                             n.vnb = st.vnb + p
                             if p > st.peak:
                                 n.times_nb, n.peak = [*st.times_nb[:-1], t], p
                             else:
                                 n.times_nb, n.peak = st.times_nb, st.peak
-                        m = self._child(nxt, st, (*prefix, s))
-                        m.pnb = _lae(m.pnb, st.pb + p)
+                        key = (*prefix, s)
+                        m = nxt.get(key)
+                        if m is None:
+                            m = child(nxt, st, key)
+                        m.pnb = _lae2(m.pnb, st.pb + p)
                         if st.vb + p > m.vnb:
                             m.vnb, m.times_nb, m.peak = st.vb + p, [*st.times_b, t], p
                     else:
-                        m = self._child(nxt, st, (*prefix, s))
-                        m.pnb = _lae(m.pnb, st.pb + p, st.pnb + p)
+                        key = (*prefix, s)
+                        m = nxt.get(key)
+                        if m is None:
+                            m = child(nxt, st, key)
+                        m.pnb = _lae3(m.pnb, st.pb + p, st.pnb + p)
                         v, times = (st.vb, st.times_b) if st.vb > st.vnb else (st.vnb, st.times_nb)
                         if v + p > m.vnb:
                             m.vnb, m.times_nb, m.peak = v + p, [*times, t], p
-            ranked = sorted(nxt.items(), key=lambda kv: kv[1].total + kv[1].ctx_score, reverse=True)
-            self._beam = dict(ranked[: self.beam_size])
+            ranked = sorted(nxt.items(), key=lambda kv: _lae2(kv[1].pb, kv[1].pnb) + kv[1].ctx_score, reverse=True)
+            self._beam = dict(ranked[:beam_size])
 
     def hypotheses(self, nbest: int | None = None, *, final: bool = False) -> list[Hypothesis]:
         """The current n-best, best first (``final``: unfinished hotword matches lose their boost)."""
