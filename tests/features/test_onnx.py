@@ -62,6 +62,13 @@ def test_export_matmul_modules(tmp_path, cls, kwargs, db):
     assert module.training  # the helper restores the mode
 
 
+def test_export_factored_dft(tmp_path):
+    # the two-matmul DFT exports as plain MatMul nodes too, for the seed configuration's 800-point frames (25 x 32)
+    module = LogMel(dft="factored", top_db=80.0, **KW)
+    path = export_feature_onnx(module, tmp_path / "logmel_factored.onnx")
+    _assert_parity(module, path, db=True)
+
+
 def test_export_fft_path(tmp_path):
     # exported as the ONNX DFT op; onnxruntime's DFT is accurate for power-of-two sizes (see the module docstring)
     module = LogMel(dft="fft", sr=16000, n_fft=512, hop_length=160, n_mels=40)

@@ -212,7 +212,43 @@ def _many_streams(results: list[Result], min_time: float, n_streams: int = 64) -
                           statistics.median(t) / n_streams, _p99(t) / n_streams, {"per_call_us": statistics.median(t)}))
 
 
-def run(*, quick: bool = False, json_path: str | None = None, sections: str = "abcde") -> list[Result]:
+def _onnx_dft(results: list[Result], seconds: list[float], min_time: float) -> None:
+    """Exported log-mel graphs in onnxruntime (one thread): the DFT as one dense matmul vs the factored two."""
+    import tempfile
+
+    import onnxruntime as ort
+    import torch
+
+    from ..features.onnx_export import export_feature_onnx
+    from ..features.transforms import LogMel
+
+    rng = np.random.default_rng(0)
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = opts.inter_op_num_threads = 1
+    with tempfile.TemporaryDirectory(prefix="af-bench-onnx-") as tmp:
+        for name, cfg in (("seed 16k/800/200/80", SEED), ("PaSST 32k/1024/320/128", PASST)):
+            kw = dict(cfg)
+            sessions = {}
+            for dft in ("factored", "matmul"):
+                path = export_feature_onnx(LogMel(dft=dft, top_db=None, **kw), f"{tmp}/{dft}.onnx")
+                sessions[dft] = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+            for sec in seconds:
+                x = _signal(sec, cfg["sr"], rng)[None]
+                case = f"{name} {sec:g} s"
+                section = "exported log-mel in onnxruntime (DFT as matmuls)"
+                module = LogMel(dft="fft", top_db=None, **kw)
+                with torch.inference_mode():
+                    torch_fft = _time(lambda m=module, x=x: m(torch.from_numpy(x)), min_time=min_time)
+                ours = "audioforge onnx, factored DFT"
+                for dft, label in (("factored", ours), ("matmul", "audioforge onnx, dense DFT matmul")):
+                    sess = sessions[dft]
+                    t = _time(lambda sess=sess, x=x: sess.run(None, {"waveform": x}), min_time=min_time)
+                    results.append(Result(section, case, label, statistics.median(t), vs=ours))
+                results.append(Result(section, case, "audioforge torch, FFT (reference)", statistics.median(torch_fft),
+                                      vs=ours))
+
+
+def run(*, quick: bool = False, json_path: str | None = None, sections: str = "abcdef") -> list[Result]:
     """Run the benchmark and print ratio tables; ``quick`` shortens every measurement (for smoke tests)."""
     from rich.console import Console
 
@@ -229,6 +265,8 @@ def run(*, quick: bool = False, json_path: str | None = None, sections: str = "a
         ("c", "batch fbank, WeNet configuration", lambda: _batch_fbank(results, seconds, min_time)),
         ("d", "streaming, one hop in", lambda: _streaming(results, min_time)),
         ("e", "64 streams stepped together", lambda: _many_streams(results, min_time)),
+        ("f", "exported graphs in onnxruntime", lambda: _onnx_dft(results, [1.0] if quick else [1.0, 10.0],
+                                                                   min_time)),
     ]
     for key, label, fn in steps:
         if key in sections:
@@ -259,6 +297,6 @@ def _print(results: list[Result], console: Any) -> None:
         ours = {(r.case, r.impl): r.median_us for r in rows if r.impl.startswith("audioforge")}
         for r in rows:
             ref = ours.get((r.case, r.vs))
-            ratio = "" if r.impl.startswith("audioforge") or ref is None else f"{r.median_us / ref:.1f}x"
+            ratio = "" if r.impl == r.vs or ref is None else f"{r.median_us / ref:.1f}x"
             table.add_row(r.case, r.impl, f"{r.median_us:,.1f}", "" if r.p99_us is None else f"{r.p99_us:,.1f}", ratio)
         console.print(table)

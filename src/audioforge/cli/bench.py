@@ -17,7 +17,8 @@ app.add_typer(bench_app, name="bench")
 def bench_features(
     quick: bool = typer.Option(False, help="Short measurements (a smoke run, not for reporting)."),
     json_out: Path | None = typer.Option(None, "--json", help="Also write the results to this JSON file."),
-    sections: str = typer.Option("abcde", help="a seed mel, b PaSST mel, c WeNet fbank, d streaming, e 64 streams."),
+    sections: str = typer.Option("abcdef", help="a seed mel, b PaSST mel, c WeNet fbank, d streaming, e 64 streams, "
+                                 "f exported (ONNX) log-mel."),
 ) -> None:
     """Mel / fbank speed against librosa, nnAudio and kaldi-native-fbank (issue #2's table)."""
     import os

@@ -30,6 +30,7 @@ import torch
 
 from ..errors import AudioDTypeError, AudioShapeError, InvalidParameterError, NonFiniteAudioError
 from ._io import check_positive_int
+from .dft import factored_power
 from .stft import pad_signal
 from .transforms import MelSpectrogram, _check_bool, _check_db
 
@@ -152,10 +153,12 @@ class _Engine:
             ri = torch.view_as_real(torch.fft.rfft(frames * self.mel.window, dim=-1))  # (K, F, 2)
             sq = ri * ri
             p = sq[..., 0] + sq[..., 1]
-        else:
+        elif self.dft == "matmul":
             out = torch.matmul(frames, self.mel.dft_basis)  # (K, 2F): real parts, then imaginary parts
             sq = out * out
             p = sq[:, : self.n_freq] + sq[:, self.n_freq :]
+        else:
+            p = factored_power(frames * self.mel.window, self.mel.dft_stage1, self.mel.dft_stage2)
         if self.power != 2.0:
             p = torch.sqrt(p) if self.power == 1.0 else torch.pow(p, self.power / 2.0)
         return self._finish(torch.mm(p, self.mel_t))
