@@ -74,7 +74,11 @@ def test_onnx_parity_dynamic_lengths_and_metadata(exported: tuple[Bundle, Path])
     out = sess.run({"waveform": np.zeros((1, 9000), dtype=np.float32)})
     assert out["logits"].shape == (1, 4) and out["embeddings"].shape == (1, 96)
     names = frontend_nodes(path)
-    assert len(names) == 2  # the DFT convolution and the mel-bank matmul
+    # the window product, the two matmuls of the factored DFT (n_fft 1024 = 32 x 32) and the mel-bank matmul
+    import onnx
+
+    ops = {n.name: n.op_type for n in onnx.load(str(path)).graph.node}
+    assert len(names) == 4 and sorted(ops[n] for n in names) == ["MatMul", "MatMul", "MatMul", "Mul"]
 
 
 @pytest.mark.slow
@@ -132,3 +136,13 @@ def test_evaluate_errors(corpus: Path, tmp_path: Path) -> None:
 def test_export_rejects_bad_length(tmp_path: Path) -> None:
     with pytest.raises(InvalidParameterError, match="example_seconds"):
         export_tagger_onnx(tiny_bundle(), tmp_path / "x.onnx", example_seconds=60.0)
+
+
+@pytest.mark.parametrize(("n_fft", "hop"), [(1024, 320), (400, 160), (512, 512), (64, 100)])
+def test_block_framing_equals_unfold(n_fft: int, hop: int) -> None:
+    from audioforge.tagging.export import _frames
+
+    for n in (n_fft, n_fft + 1, n_fft + hop - 1, n_fft + hop, 5 * n_fft + 7):
+        x = torch.randn(2, n)
+        got, ref = _frames(x, n_fft, hop), x.unfold(-1, n_fft, hop)
+        assert got.shape == ref.shape and torch.equal(got, ref), (n_fft, hop, n)

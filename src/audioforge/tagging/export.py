@@ -25,6 +25,7 @@ from torch import nn
 from ..bundle import Bundle
 from ..corpora.manifest import Manifest
 from ..errors import CheckpointError, InvalidParameterError, ManifestError
+from ..features.dft import factored_power, factored_rdft_bases, rdft_factors
 from .data import load_clip, load_labels, multi_hot
 from .frontend import PasstFrontend
 from .infer import build_tagging_modules
@@ -47,13 +48,29 @@ INPUT_NAME = "waveform"
 OUTPUT_NAMES = ("logits", "embeddings")
 
 
+def _frames(x: torch.Tensor, n_fft: int, hop: int) -> torch.Tensor:
+    """``x.unfold(-1, n_fft, hop)`` from hop-sized blocks: the signal, cut to a whole number of blocks, is reshaped
+    to ``(blocks, hop)`` and ``ceil(n_fft / hop)`` shifted slices of it are concatenated and trimmed to ``n_fft``.
+    The same frames as ``unfold``, which exports as a Gather over an index tensor (in onnxruntime the slowest node of
+    the whole tagger); this exports as Reshape/Slice/Concat."""
+    k = -(-n_fft // hop)
+    t = (x.shape[-1] - n_fft) // hop + 1
+    # padded by more than the last frame needs, so that the cut is never provably empty: torch.export would drop
+    # it for the traced lengths and the graph would then fail on the others
+    x = torch.nn.functional.pad(x, (0, k * hop))[..., : (t + k - 1) * hop]
+    blocks = x.reshape(*x.shape[:-1], t + k - 1, hop)
+    return torch.cat([blocks[..., j : j + t, :] for j in range(k)], dim=-1)[..., :n_fft]
+
+
 class TaggingGraph(nn.Module):
     """Front end + PaSST as one export-friendly module: ``waveform (batch, n)`` -> ``(logits, embeddings)``.
 
     It computes exactly what ``model(frontend(waveform))`` computes in evaluation mode, written so that
-    ``torch.export`` can keep the sample axis symbolic: the frames are taken by a strided ``conv1d`` with the
-    windowed real-DFT basis (:class:`PasstFrontend` with ``dft="matmul"`` as kernels) instead of ``unfold``, and the
-    time embeddings are sliced with the bound ``t <= T`` stated to the tracer. Inputs need at least two time patches
+    ``torch.export`` can keep the sample axis symbolic and the graph has no complex tensors: for a composite
+    ``n_fft`` (PaSST's 1024) the windowed frames go through the factored DFT
+    (:func:`~audioforge.features.dft.factored_power`, two small matmuls), otherwise a strided ``conv1d`` applies the
+    windowed real-DFT basis (:class:`PasstFrontend` with ``dft="matmul"``); the time embeddings are sliced with the
+    bound ``t <= T`` stated to the tracer. Inputs need at least two time patches
     (``min_samples``, 0.25 s at 32 kHz) and at most ``max_samples`` (the span of the time embeddings).
     """
 
@@ -62,8 +79,14 @@ class TaggingGraph(nn.Module):
         cfg = frontend.config()
         self.frontend = PasstFrontend(**cfg, dft="matmul").eval()
         self.model = model.eval()
-        basis = self.frontend.dft_basis  # (n_fft, 2 * bins): [re | im]
-        self.register_buffer("kernels", basis.t().unsqueeze(1).contiguous(), persistent=False)
+        self.factored = rdft_factors(self.frontend.n_fft) is not None
+        if self.factored:  # the DFT as two small matmuls (features.dft.factored_power): ~7x less work at 1024
+            stage1, stage2 = factored_rdft_bases(self.frontend.n_fft, dtype=torch.float64)
+            self.register_buffer("stage1", stage1.float(), persistent=False)
+            self.register_buffer("stage2", stage2.float(), persistent=False)
+        else:
+            basis = self.frontend.dft_basis  # (n_fft, 2 * bins): [re | im]
+            self.register_buffer("kernels", basis.t().unsqueeze(1).contiguous(), persistent=False)
         self.min_samples = self.frontend.min_samples_for_frames(model.patch_size + model.stride[1])
         self.max_samples = self.frontend.min_samples_for_frames(model.max_frames + 1) - 1
 
@@ -72,10 +95,15 @@ class TaggingGraph(nn.Module):
         x = waveform[:, 1:] - fe.preemphasis * waveform[:, :-1]
         pad = fe.n_fft // 2
         x = torch.nn.functional.pad(x.unsqueeze(1), (pad, pad), mode="reflect")
-        spec = torch.nn.functional.conv1d(x, self.kernels, stride=fe.hop_length)  # (batch, 2 * bins, frames)
-        half = spec.shape[1] // 2
-        re, im = spec[:, :half], spec[:, half:]
-        mel = torch.matmul(fe.mel_banks, re * re + im * im)
+        if self.factored:
+            frames = _frames(x[:, 0], fe.n_fft, fe.hop_length) * fe.window  # (batch, frames, n_fft)
+            power = factored_power(frames, self.stage1, self.stage2).transpose(1, 2)  # (batch, bins, frames)
+        else:
+            spec = torch.nn.functional.conv1d(x, self.kernels, stride=fe.hop_length)  # (batch, 2 * bins, frames)
+            half = spec.shape[1] // 2
+            re, im = spec[:, :half], spec[:, half:]
+            power = re * re + im * im
+        mel = torch.matmul(fe.mel_banks, power)
         mel = ((torch.log(mel + 1e-5) + 4.5) / 5.0).unsqueeze(1)
         tok = m.patch_embed(mel)  # (batch, D, f, t)
         t = tok.shape[-1]
@@ -202,12 +230,14 @@ def _calibration(manifest: Manifest, sr: int, n: int, clips: int, seed: int) -> 
 
 def frontend_nodes(model: Any) -> list[str]:
     """Names of the front-end nodes of an exported tagger (``onnx.ModelProto`` or path): those that read the DFT
-    kernels or the mel banks. They are kept in float by :func:`quantize_tagger`: int8 frames or spectra would put
-    the quantization noise floor of the audio itself into the log-mels."""
+    bases (``kernels``, or the factored ``stage1``/``stage2``) or the front end's window and mel banks. They are kept
+    in float by :func:`quantize_tagger`: int8 frames or spectra would put the quantization noise floor of the audio
+    itself into the log-mels."""
     from .. import deploy
 
     proto = deploy.load_onnx(model) if isinstance(model, (str, os.PathLike)) else model
-    consts = {i.name for i in proto.graph.initializer if i.name == "kernels" or i.name.startswith("frontend.")}
+    consts = {i.name for i in proto.graph.initializer
+              if i.name in ("kernels", "stage1", "stage2") or i.name.startswith("frontend.")}
     return [n.name for n in proto.graph.node if n.name and any(i in consts for i in n.input)]
 
 
