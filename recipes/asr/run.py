@@ -14,7 +14,8 @@ Stages (all resumable; run them all or name some with ``--stages``):
 training, so a run in progress can be evaluated (``--stages snapshot,evaluate --max-utterances 200
 --no-pocketsphinx``) while another process keeps training.
 
-``--status`` prints where the recipe stands (corpus hours, training step, dev loss and token error rate).
+``--status`` prints where the recipe stands (corpus hours, training step, dev loss and token error rate) and draws
+the training curves to ``<work-dir>/training.png``.
 
 Usage::
 
@@ -179,6 +180,10 @@ def status(cfg: dict[str, Any], work: Path) -> dict[str, Any]:
         from audioforge.asr.train import read_metrics
 
         rows = read_metrics(work / "train")
+        if rows:
+            from audioforge.asr.train import plot_training
+
+            out["training_plot"] = str(plot_training(work / "train", work / "training.png"))
         out["train_step_logged"] = int(max((r.get("step", 0) for r in rows), default=0))
         val = [r for r in rows if "val_loss" in r]
         if val:

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .audio import atomic_path
+from .errors import InvalidParameterError
 
-__all__ = ["plot_spectrogram"]
+__all__ = ["ema", "plot_curves", "plot_spectrogram"]
+
+#: One panel of :func:`plot_curves`: its y-axis label and named ``(x, y)`` series.
+Panel = tuple[str, Mapping[str, tuple[Sequence[float], Sequence[float]]]]
 
 
 def plot_spectrogram(
@@ -31,7 +36,7 @@ def plot_spectrogram(
 
     spec = np.asarray(spec_db.detach().cpu() if hasattr(spec_db, "detach") else spec_db)
     if spec.ndim != 2:
-        raise ValueError(f"expected a 2-D (bands, frames) array, got shape {spec.shape}")
+        raise InvalidParameterError(f"expected a 2-D (bands, frames) array, got shape {spec.shape}")
     seconds = spec.shape[1] * hop_length / sr
     fig, ax = plt.subplots(figsize=(10, 4), dpi=100)
     im = ax.imshow(spec, origin="lower", aspect="auto", cmap="magma", extent=(0.0, seconds, 0, spec.shape[0]))
@@ -40,6 +45,59 @@ def plot_spectrogram(
     if title:
         ax.set_title(title)
     fig.colorbar(im, ax=ax, label=colorbar_label)
+    fig.tight_layout()
+    p = Path(path)
+    with atomic_path(p) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+    return p
+
+
+def ema(values: Sequence[float], alpha: float = 0.05) -> list[float]:
+    """Exponential moving average (bias-corrected from the first value), to draw noisy per-step losses."""
+    if not 0.0 < alpha <= 1.0:
+        raise InvalidParameterError(f"alpha must be in (0, 1], got {alpha}")
+    out: list[float] = []
+    acc = 0.0
+    weight = 0.0
+    for v in values:
+        acc = (1.0 - alpha) * acc + alpha * float(v)
+        weight = (1.0 - alpha) * weight + alpha
+        out.append(acc / weight)
+    return out
+
+
+def plot_curves(panels: Sequence[Panel], path: str | os.PathLike[str], *, xlabel: str = "step",
+                title: str = "") -> Path:
+    """Training curves: one panel per ``(ylabel, {label: (x, y)})``, stacked, sharing the x axis; written atomically.
+
+    Series with no points are skipped; a panel with none says so instead of drawing empty axes.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if not panels:
+        raise InvalidParameterError("plot_curves needs at least one panel")
+    fig, axes = plt.subplots(len(panels), 1, figsize=(9, 2.8 * len(panels)), dpi=100, sharex=True, squeeze=False)
+    for ax, (ylabel, series) in zip(axes[:, 0], panels, strict=True):
+        drawn = 0
+        for label, (x, y) in series.items():
+            if len(x) != len(y):
+                raise InvalidParameterError(f"series {label!r}: {len(x)} x values for {len(y)} y values")
+            if len(x):
+                ax.plot(x, y, label=label, marker="o" if len(x) < 30 else None, markersize=3)
+                drawn += 1
+        ax.set_ylabel(ylabel)
+        ax.grid(True, alpha=0.3)
+        if drawn:
+            ax.legend(loc="best", fontsize=8)
+        else:
+            ax.text(0.5, 0.5, "no data yet", ha="center", va="center", transform=ax.transAxes)
+    axes[-1, 0].set_xlabel(xlabel)
+    if title:
+        axes[0, 0].set_title(title)
     fig.tight_layout()
     p = Path(path)
     with atomic_path(p) as tmp:

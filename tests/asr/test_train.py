@@ -136,6 +136,9 @@ def test_loss_decreases_resume_and_average(tone_manifest: Path, tmp_path: Path) 
     assert first[-1][1] < first[0][1]
     assert (work / "checkpoints" / "last.ckpt").is_file() and (work / "bundle" / "config.json").is_file()
     assert bundle.metrics["train_steps"] == 10 and len(bundle.metrics["averaged_checkpoints"]) == 2
+    import matplotlib.image
+
+    assert matplotlib.image.imread(work / "training.png").ndim == 3  # the curves, drawn after training
     # resume: the step counter continues from last.ckpt
     bundle = train_asr(tiny_train_config(tone_manifest, work, max_steps=20))
     steps = [s for s, _ in _val_losses(work)]

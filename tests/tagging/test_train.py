@@ -36,6 +36,7 @@ from audioforge.tagging.train import (
     epoch_checkpoint,
     load_config,
     lr_factor,
+    plot_training,
     prior_bias,
     train_tagger,
 )
@@ -284,6 +285,11 @@ def test_loss_goes_down_and_bundle_is_written(corpus: Path, tmp_path: Path) -> N
     assert bundle.metrics["swa_epochs_averaged"] == 3
     assert 0.0 <= bundle.metrics["test_mAP"] <= 1.0
     assert bundle.metrics["steps"] == 6 * 3  # 18 training clips, batch 6
+    import matplotlib.image
+
+    assert matplotlib.image.imread(out / "training.png").ndim == 3  # the curves, drawn after training
+    with pytest.raises(InvalidParameterError, match=r"train_log\.jsonl"):
+        plot_training(tmp_path / "nothing-here")
 
 
 @pytest.mark.slow

@@ -51,6 +51,7 @@ __all__ = [
     "best_checkpoints",
     "build_tokenizer",
     "compute_training_cmvn",
+    "plot_training",
     "read_metrics",
     "train_asr",
 ]
@@ -324,6 +325,24 @@ def read_metrics(work_dir: str | os.PathLike[str]) -> list[dict[str, float]]:
     return rows
 
 
+def plot_training(work_dir: str | os.PathLike[str], path: str | os.PathLike[str] | None = None) -> Path:
+    """Draw the training curves of ``work_dir`` (:func:`read_metrics`) to ``path`` (default
+    ``<work_dir>/training.png``): training loss (smoothed) and validation loss, and the validation token error rate,
+    against the optimizer step."""
+    from ..plotting import ema, plot_curves
+
+    rows = read_metrics(work_dir)
+    train = [(r["step"], r["train_loss"]) for r in rows if "train_loss" in r]
+    val = [r for r in rows if "val_loss" in r]
+    loss = {"train (moving average)": ([s for s, _ in train], ema([v for _, v in train]))}
+    loss["validation"] = ([r["step"] for r in val], [r["val_loss"] for r in val])
+    ter = {"validation": ([r["step"] for r in val if "val_token_error_rate" in r],
+                          [100.0 * r["val_token_error_rate"] for r in val if "val_token_error_rate" in r])}
+    out = Path(path) if path is not None else Path(work_dir) / "training.png"
+    return plot_curves([("loss", loss), ("token error rate (%)", ter)], out, xlabel="optimizer step",
+                       title=f"ASR training ({int(rows[-1]['step']) if rows else 0} steps logged)")
+
+
 def _prepare(cfg: dict[str, Any], work: Path) -> tuple[Manifest, Manifest, Tokenizer, dict[str, Any]]:
     if not cfg.get("train_manifest"):
         raise InvalidParameterError("the training configuration needs 'train_manifest' (a JSONL manifest path)")
@@ -437,6 +456,7 @@ def train_asr(config: Mapping[str, Any], *, progress: bool = False) -> Bundle:
     trainer.fit(module, datamodule=dm, ckpt_path=str(last) if last.is_file() else None)
     if not trainer.is_global_zero:
         return Bundle(task="asr", architecture="u2", hyperparameters=model_config, state_dict={})
+    plot_training(work)
     return bundle_from_checkpoints(work, int(tr["average_best"]), tokenizer, model_config, decoding)
 
 

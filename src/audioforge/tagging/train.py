@@ -52,7 +52,8 @@ try:
 except ImportError:  # pragma: no cover - lightning is the optional "train" dependency
     pl = None  # type: ignore[assignment]
 
-__all__ = ["TaggingModule", "TrainConfig", "load_config", "lr_factor", "prior_bias", "train_tagger"]
+__all__ = ["TaggingModule", "TrainConfig", "epoch_checkpoint", "load_config", "lr_factor", "plot_training",
+           "prior_bias", "train_tagger"]
 
 _LightningModule = pl.LightningModule if pl is not None else torch.nn.Module
 _Callback = pl.Callback if pl is not None else object
@@ -465,6 +466,34 @@ def make_bundle(module: TaggingModule, *, preset: str, metrics: dict[str, Any] |
                   options={"multi_label": module.multi_label, **(options or {})})
 
 
+def plot_training(out_dir: str | os.PathLike[str], path: str | os.PathLike[str] | None = None) -> Path:
+    """Draw ``<out_dir>/train_log.jsonl`` (one row per epoch) to ``path`` (default ``<out_dir>/training.png``):
+    training, frame and validation losses, and the validation mAP (or accuracy), against the epoch."""
+    from ..plotting import plot_curves
+
+    log_path = Path(out_dir) / "train_log.jsonl"
+    if not log_path.is_file():
+        raise InvalidParameterError(f"{log_path} does not exist; train first (train_tagger writes it)")
+    rows = [json.loads(line) for line in log_path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    latest: dict[int, dict[str, Any]] = {}
+    for r in rows:  # a resumed run may log an epoch again: keep the last
+        latest[int(r["epoch"])] = r
+    epochs = sorted(latest)
+
+    def series(key: str, scale: float = 1.0) -> tuple[list[int], list[float]]:
+        got = [(e + 1, scale * latest[e][key]) for e in epochs if key in latest[e]]
+        if key.startswith("val_"):  # validation runs every val_every epochs; the other rows repeat the last value
+            got = [g for i, g in enumerate(got) if i == 0 or g[1] != got[i - 1][1]]
+        return [e for e, _ in got], [v for _, v in got]
+
+    loss = {"train": series("train_loss"), "frame (strong labels)": series("frame_loss"),
+            "validation": series("val_loss")}
+    score = {"validation mAP": series("val_mAP"), "validation accuracy": series("val_accuracy")}
+    out = Path(path) if path is not None else Path(out_dir) / "training.png"
+    return plot_curves([("loss", loss), ("score", score)], out, xlabel="epoch",
+                       title=f"tagger training ({len(epochs)} epochs logged)")
+
+
 def epoch_checkpoint(ckpt_dir: str | Path) -> Any:
     """The ``ModelCheckpoint`` of :func:`train_tagger`: ``last.ckpt`` (and ``epoch=E-step=S.ckpt``) after every epoch.
 
@@ -541,6 +570,8 @@ def train_tagger(config: TrainConfig | dict[str, Any] | str | os.PathLike[str]) 
     bundle.metrics = metrics
     if trainer.is_global_zero:
         bundle.save(out / "bundle", overwrite=True)
+        if (out / "train_log.jsonl").is_file():
+            plot_training(out)
         if module.history:
             (out / "history.json").write_text(json.dumps(module.history, indent=1) + "\n", encoding="utf-8")
     return bundle
