@@ -25,6 +25,7 @@ from audioforge.tagging.data import (
     class_weights,
     load_clip,
     load_labels,
+    mel_filter_augment,
     mel_gain,
     mixup,
     sample_weights,
@@ -166,6 +167,27 @@ def test_mel_cache_matches_frontend_and_is_reused(corpus: Path, tmp_path: Path) 
     assert x.shape == (128, 200) and x.dtype == torch.float32
 
 
+def test_filter_augment_is_a_smooth_per_example_equaliser() -> None:
+    from audioforge.tagging.data import _to_power
+
+    torch.manual_seed(0)
+    mels = torch.rand(5, 32, 40) * 0.6 + 0.2  # well above the log floor: gains are exact power ratios
+    assert mel_filter_augment(mels, 0.0) is mels
+    g = torch.Generator().manual_seed(3)
+    out = mel_filter_augment(mels, 6.0, bands=(3, 5), generator=g)
+    again = mel_filter_augment(mels, 6.0, bands=(3, 5), generator=torch.Generator().manual_seed(3))
+    assert torch.equal(out, again)  # reproducible from the generator
+    db = 10 * torch.log10(_to_power(out.double()) / _to_power(mels.double()))
+    gain = db[..., 0]  # (batch, n_mels): the same for every frame
+    assert torch.allclose(db, gain[..., None].expand_as(db), atol=1e-3)
+    assert gain.abs().max() <= 6.0 + 1e-3 and not torch.allclose(gain[0], gain[1])
+    for row in gain:  # piecewise linear through 3-5 control points: at most 3 interior kinks
+        kinks = (row[2:] - 2 * row[1:-1] + row[:-2]).abs() > 1e-2
+        assert int(kinks.sum()) <= 3
+    with pytest.raises(InvalidParameterError, match="bands"):
+        mel_filter_augment(mels, 6.0, bands=(1, 4))
+
+
 def test_mel_gain_and_mixup_match_waveform_versions() -> None:
     torch.manual_seed(0)
     fe = PasstFrontend().eval()
@@ -260,6 +282,8 @@ def test_config_errors(tmp_path: Path) -> None:
         load_config({"manifest": "m"})
     with pytest.raises(InvalidParameterError, match="precision"):
         load_config({"manifest": "m", "out_dir": "o", "precision": "fp8"})
+    with pytest.raises(InvalidParameterError, match="filter_db"):
+        load_config({"manifest": "m", "out_dir": "o", "filter_db": -3})
     (tmp_path / "rel.json").write_text(json.dumps({"manifest": "c/manifest.jsonl", "out_dir": "run"}), "utf-8")
     cfg = load_config(tmp_path / "rel.json")
     assert Path(cfg.manifest) == tmp_path / "c" / "manifest.jsonl" and Path(cfg.out_dir) == tmp_path / "run"
@@ -276,7 +300,7 @@ def _epoch_losses(out: Path) -> list[float]:
 @pytest.mark.slow
 def test_loss_goes_down_and_bundle_is_written(corpus: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
-    bundle = train_tagger(tiny_config(corpus, out, max_epochs=6, swa=True, swa_start=3, swa_every=1))
+    bundle = train_tagger(tiny_config(corpus, out, max_epochs=6, swa=True, swa_start=3, swa_every=1, filter_db=2.0))
     losses = _epoch_losses(out)
     assert len(losses) == 6
     assert losses[-1] < 0.8 * losses[0], losses
@@ -337,7 +361,7 @@ def test_every_epoch_leaves_a_checkpoint_to_resume_from(tmp_path: Path) -> None:
 def test_waveform_mode_bf16_and_accumulation(corpus: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
     bundle = train_tagger(tiny_config(corpus, out, features="wave", max_epochs=1, precision="bf16-mixed",
-                                      accumulate_grad_batches=3, mixup_alpha=0.3, val_split=None))
+                                      accumulate_grad_batches=3, mixup_alpha=0.3, val_split=None, filter_db=4.0))
     assert bundle.metrics["steps"] == 1  # 3 batches accumulated into one optimizer step
     for v in bundle.state_dict.values():
         assert v.dtype == torch.float32 and torch.isfinite(v).all()

@@ -10,7 +10,8 @@ Two input modes, chosen by :class:`TaggingDataModule` ``features=``:
 ``"mel"``
     The evaluation-mode log-mels of every clip are computed once (:func:`build_mel_cache`, float16 ``.npy`` next to
     the data) and :class:`MelDataset` serves them; gain, roll, mixup and SpecAugment are then applied to the mels
-    (:func:`mel_gain`, roll along time, :func:`mixup` in the linear-power domain, :func:`spec_augment`). Gain and
+    (:func:`mel_gain`, roll along time, :func:`mixup` in the linear-power domain, :func:`spec_augment`, and with
+    ``filter_db`` a random smooth equaliser, :func:`mel_filter_augment`, in both modes). Gain and
     mixup act on ``exp`` of the log-mel, so they equal their waveform versions up to the cross terms of the mixed
     signals; the band-edge jitter of the front end is not reproduced. On a CPU this removes the STFT from every
     step (see ``recipes/tagging/README.md`` for the measured difference).
@@ -52,6 +53,7 @@ __all__ = [
     "class_weights",
     "load_clip",
     "load_labels",
+    "mel_filter_augment",
     "mel_gain",
     "mixup",
     "mixup_draw",
@@ -361,6 +363,33 @@ def mel_gain(mels: torch.Tensor, gain_db: float) -> torch.Tensor:
         return mels
     g = (torch.rand(mels.shape[0]) * 2 - 1) * gain_db
     scale = (10 ** (g / 10)).to(mels).reshape(-1, *([1] * (mels.dim() - 1)))  # power ratio
+    return _from_power(_to_power(mels) * scale)
+
+
+def mel_filter_augment(mels: torch.Tensor, max_db: float, *, bands: tuple[int, int] = (3, 6),
+                       generator: torch.Generator | None = None) -> torch.Tensor:
+    """A random smooth equaliser per example on normalised PaSST log-mels ``(batch, n_mels, frames)``.
+
+    Each example gets ``n`` control points (``n`` uniform in ``bands``, inclusive) at sorted random mel bins (the
+    first and last bins included) with gains uniform in ``+-max_db`` dB, linearly interpolated over the bins (the
+    "linear" FilterAugment of Nam et al., 2022), and applied in the power domain like :func:`mel_gain`. It imitates
+    other microphones, rooms and instrument timbres (another soundfont's spectral envelope).
+    """
+    if max_db <= 0:
+        return mels
+    lo, hi = int(bands[0]), int(bands[1])
+    if not 2 <= lo <= hi:
+        raise InvalidParameterError(f"bands={bands!r}: need 2 <= low <= high control points")
+    batch, n_mels = mels.shape[0], mels.shape[-2]
+    grid = torch.arange(n_mels, dtype=torch.float32)
+    gains = torch.empty(batch, n_mels)
+    for b in range(batch):
+        n = int(torch.randint(lo, hi + 1, (1,), generator=generator))
+        inner = torch.randperm(max(n_mels - 2, 0), generator=generator)[: max(n - 2, 0)] + 1
+        points = torch.cat([torch.tensor([0.0]), inner.float().sort().values, torch.tensor([float(n_mels - 1)])])
+        values = (torch.rand(points.numel(), generator=generator) * 2 - 1) * max_db
+        gains[b] = torch.from_numpy(np.interp(grid.numpy(), points.numpy(), values.numpy())).float()
+    scale = (10 ** (gains / 10)).to(mels).reshape(batch, *([1] * (mels.dim() - 3)), n_mels, 1)
     return _from_power(_to_power(mels) * scale)
 
 

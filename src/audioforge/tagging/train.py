@@ -35,6 +35,7 @@ from ..bundle import Bundle
 from ..errors import InvalidParameterError, MissingToolError
 from .data import (
     TaggingDataModule,
+    mel_filter_augment,
     mel_gain,
     mixup,
     mixup_draw,
@@ -147,6 +148,7 @@ class TrainConfig:
     weighted_sampler: bool = True
     mixup_alpha: float = 0.3
     gain_db: float = 7.0
+    filter_db: float = 0.0
     roll: bool = True
     max_epochs: int = 30
     lr: float = 1e-3
@@ -226,6 +228,8 @@ def load_config(config: TrainConfig | dict[str, Any] | str | os.PathLike[str]) -
     if out.frame_loss_weight > 0 and int(out.model.get("u_patchout", 0) or 0) > 0:
         raise InvalidParameterError("frame_loss_weight > 0 needs the token grid: set model.u_patchout to 0 "
                                     "(structured Patchout keeps it)")
+    if not (isinstance(out.filter_db, (int, float)) and 0 <= out.filter_db <= 20):
+        raise InvalidParameterError(f"filter_db={out.filter_db!r}: use 0 (off) to 20 dB (random equaliser range)")
     if out.precision not in ("32", "32-true", "bf16-mixed", "bf16-true", "16-mixed"):
         raise InvalidParameterError(f"precision={out.precision!r}; use '32' or 'bf16-mixed' (CPU)")
     return out
@@ -256,7 +260,7 @@ class TaggingModule(_LightningModule):  # type: ignore[misc,valid-type]
                  lr: float = 1e-3, weight_decay: float = 1e-4, warmup_epochs: float = 3.0,
                  decay_start: float = 15.0, decay_end: float = 30.0, last_lr_factor: float = 0.01,
                  mixup_alpha: float = 0.3, gain_db: float = 7.0, swa: bool = True, swa_start: int = 20,
-                 swa_every: int = 2, frame_loss_weight: float = 0.0) -> None:
+                 swa_every: int = 2, frame_loss_weight: float = 0.0, filter_db: float = 0.0) -> None:
         if pl is None:  # pragma: no cover
             raise MissingToolError("training needs lightning: pip install 'audioforge[train]'")
         super().__init__()
@@ -295,7 +299,7 @@ class TaggingModule(_LightningModule):  # type: ignore[misc,valid-type]
         activity = batch[2] if len(batch) > 2 and self.hparams.frame_loss_weight > 0 else None
         hp = self.hparams
         if self.features == "mel":
-            x = mel_gain(x, hp.gain_db)
+            x = mel_filter_augment(mel_gain(x, hp.gain_db), hp.get("filter_db", 0.0))
             draw = mixup_draw(x.shape[0], alpha=hp.mixup_alpha, device=x.device) if hp.mixup_alpha > 0 else None
             x, y = mixup(x, y, alpha=hp.mixup_alpha, domain="mel", draw=draw)
             masks = spec_augment_masks(x.shape[0], x.shape[-2], x.shape[-1], freqm=self.frontend.freqm,
@@ -309,7 +313,7 @@ class TaggingModule(_LightningModule):  # type: ignore[misc,valid-type]
                     activity = activity.masked_fill(masks[1][:, None, :], 0.0)
         else:
             x, y = mixup(x, y, alpha=hp.mixup_alpha, domain="wave")
-            x = self._features(x)
+            x = mel_filter_augment(self._features(x), hp.get("filter_db", 0.0))
         if activity is None:
             logits = self.model(x)[0]
             loss = self._loss(logits, y)
@@ -445,7 +449,7 @@ def _build(cfg: TrainConfig) -> tuple[TaggingDataModule, TaggingModule]:
                            lr=cfg.lr, weight_decay=cfg.weight_decay, warmup_epochs=cfg.warmup_epochs,
                            decay_start=cfg.decay_start, decay_end=cfg.decay_end, last_lr_factor=cfg.last_lr_factor,
                            mixup_alpha=cfg.mixup_alpha, gain_db=cfg.gain_db, swa=cfg.swa, swa_start=cfg.swa_start,
-                           swa_every=cfg.swa_every, frame_loss_weight=cfg.frame_loss_weight)
+                           swa_every=cfg.swa_every, frame_loss_weight=cfg.frame_loss_weight, filter_db=cfg.filter_db)
     if cfg.head_bias == "prior":  # validated by load_config
         entries = list(dm.train_manifest)
         targets = np.stack([multi_hot(e["labels"], dm.labels) for e in entries])
