@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts sox libsox-fmt-all
               fluidsynth fluid-soundfont-gm timgm6mb-soundfont musescore-general-soundfont fortune-mod fortunes-min
-              wordnet-base dict-gcide libsndfile1)
+              wordnet-base dict-gcide libsndfile1 gcc libc6-dev)  # gcc: the native mel kernel (features.native)
 
 SUDO=""
 if [ "$(id -u)" != "0" ] && command -v sudo >/dev/null 2>&1; then SUDO="sudo"; fi

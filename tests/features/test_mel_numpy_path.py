@@ -1,4 +1,5 @@
-"""The short-clip mel path (numpy in/out, and CPU tensors outside autograd) agrees with librosa and the torch ops."""
+"""The short-clip mel paths (numpy in/out, and CPU tensors outside autograd) agree with librosa and the torch ops:
+the native kernel where it is built (float32), and the numpy arithmetic around torch's FFT without it."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import torch
 from audioforge.features import melspectrogram, spectral
 
 
+@pytest.mark.parametrize("use_native", [True, False])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize(
     ("shape", "kw"),
@@ -20,7 +22,9 @@ from audioforge.features import melspectrogram, spectral
         ((4000,), {"sr": 16000, "n_fft": 400, "hop_length": 160, "n_mels": 40, "center": False, "htk": True}),
     ],
 )
-def test_numpy_path_matches_librosa_and_torch(dtype, shape, kw) -> None:
+def test_numpy_path_matches_librosa_and_torch(use_native, dtype, shape, kw, monkeypatch) -> None:
+    if not use_native:
+        monkeypatch.setattr(spectral, "_mel_native", lambda y, plan: None)
     y = np.random.default_rng(len(shape)).standard_normal(shape).astype(dtype)
     got = melspectrogram(y=y, **kw)
     assert isinstance(got, np.ndarray) and got.dtype == dtype
@@ -45,6 +49,7 @@ def test_numpy_path_is_taken_for_short_clips_only(monkeypatch) -> None:
         return out
 
     monkeypatch.setattr(spectral, "_mel_power2_numpy", spy)
+    monkeypatch.setattr(spectral, "_mel_native", lambda y, plan: None)  # this test is about the numpy path
     kw = {"sr": 16000, "n_fft": 800, "hop_length": 200, "n_mels": 80}
     short = np.random.default_rng(0).standard_normal(16000).astype(np.float32)
     long = np.random.default_rng(1).standard_normal(16000 * 6).astype(np.float32)  # 481 frames > one block
@@ -57,3 +62,26 @@ def test_numpy_path_is_taken_for_short_clips_only(monkeypatch) -> None:
     assert calls == [True, False, True] and leaf.grad is not None and torch.isfinite(leaf.grad).all()
     ref = librosa.feature.melspectrogram(y=long, **kw)
     assert np.abs(out_long - ref).max() <= 1e-5 * ref.max()
+
+
+def test_native_kernel_is_taken_outside_autograd_only(monkeypatch) -> None:
+    from audioforge.features import native
+
+    if not native.available():
+        pytest.skip("no native kernel here (compiler or AVX-512F)")
+    calls = []
+    real = spectral._mel_native
+
+    def spy(y, plan):
+        out = real(y, plan)
+        calls.append(out is not None)
+        return out
+
+    monkeypatch.setattr(spectral, "_mel_native", spy)
+    kw = {"sr": 16000, "n_fft": 800, "hop_length": 200, "n_mels": 80}
+    y = np.random.default_rng(0).standard_normal(16000 * 6).astype(np.float32)  # long clips too
+    melspectrogram(y=y, **kw)
+    melspectrogram(y=torch.from_numpy(y), **kw)
+    melspectrogram(y=y.astype(np.float64), **kw)  # float64: the plan has no kernel
+    melspectrogram(y=torch.from_numpy(y).requires_grad_(), **kw)  # autograd: the torch ops, never asked
+    assert calls == [True, True, False]

@@ -252,8 +252,11 @@ def run(*, quick: bool = False, json_path: str | None = None, sections: str = "a
     """Run the benchmark and print ratio tables; ``quick`` shortens every measurement (for smoke tests)."""
     from rich.console import Console
 
+    from ..features import native
+
     limits = _pin_threads()
     min_time = 0.05 if quick else 0.4
+    kernel = native.available()  # built before any timing
     seconds = [0.1, 1.0] if quick else [0.1, 1.0, 10.0, 60.0]
     results: list[Result] = []
     console = Console(width=130)
@@ -273,12 +276,14 @@ def run(*, quick: bool = False, json_path: str | None = None, sections: str = "a
             with console.status(f"measuring {label} ..."):
                 fn()
     del limits
+    console.print(f"native mel kernel (float32 numpy/torch-in mel outside autograd): "
+                  f"{'used' if kernel else 'not available here: numpy/torch path'}")
     _print(results, console)
     if json_path:
         import torch
 
         meta = {"python": platform.python_version(), "torch": torch.__version__, "machine": platform.machine(),
-                "processor": platform.processor(), "threads": 1}
+                "processor": platform.processor(), "threads": 1, "native_mel_kernel": kernel}
         with open(json_path, "w", encoding="utf-8") as fh:
             json.dump({"meta": meta, "results": [asdict(r) for r in results]}, fh, indent=1)
     return results

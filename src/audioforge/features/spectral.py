@@ -22,6 +22,7 @@ from .mel import (
     mel_blocks_cached,
     mel_filterbank_tensor,
 )
+from .native import MelKernelPlan, kernel_plan, mel_power
 from .stft import check_pad_mode, frame_signal, resolve_frame_params, stft_window
 
 __all__ = [
@@ -135,7 +136,10 @@ def melspectrogram(
         plan = _mel_plan(sr, n_fft, hop_length, win_length, window_key, center, pad_mode, n_mels, fmin, fmax, htk,
                          norm, _basis_dtype(dtype, yt.dtype), yt.dtype, str(yt.device))
         numpy_in = isinstance(y, np.ndarray)
-        if numpy_in or not yt.requires_grad:  # short clips outside autograd: numpy arithmetic, zero-copy both ways
+        if numpy_in or not yt.requires_grad:  # outside autograd: the native kernel, else numpy around torch's FFT
+            native_out = _mel_native(yt, plan)
+            if native_out is not None:
+                return native_out if numpy_in else torch.from_numpy(native_out)
             out = _mel_power2_numpy(yt, plan)
             if out is not None:
                 return np.swapaxes(out, -1, -2) if numpy_in else torch.from_numpy(out).transpose(-1, -2)
@@ -180,6 +184,7 @@ class _MelPlan:
     blocks: MelBlocks
     np_blocks: tuple[tuple[int, int, int, int, np.ndarray], ...] = ()  # CPU plans: numpy views of the blocks,
     # (c0, c1, first mel, last mel + 1, weights)
+    native: MelKernelPlan | None = None  # CPU float32 plans when the native kernel covers them
 
 
 #: frames per FFT block: keeps the windowed frames, spectrum and squares in cache for long inputs
@@ -201,7 +206,33 @@ def _mel_plan(sr: float, n_fft: Any, hop_length: Any, win_length: Any, window: A
     for c0, c1, w in blocks:
         np_blocks.append((c0, c1, first, first + w.shape[1], w.numpy()))
         first += w.shape[1]
-    return _MelPlan(n_fft, hop_length, bool(center), pad_mode, win, blocks, tuple(np_blocks))
+    native = None
+    if dtype == torch.float32 and basis_dtype == torch.float32:
+        basis = mel_filterbank_tensor(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax, htk=htk, norm=norm,
+                                      dtype=torch.float32, device="cpu")
+        native = kernel_plan(n_fft, win.numpy(), basis.numpy())
+    return _MelPlan(n_fft, hop_length, bool(center), pad_mode, win, blocks, tuple(np_blocks), native)
+
+
+def _mel_native(y: torch.Tensor, plan: _MelPlan) -> np.ndarray | None:
+    """The whole chain in the native kernel (:mod:`audioforge.features.native`) for float32 CPU input: frames cut
+    (and padded) as the torch path cuts them, then one kernel call per channel. ``(..., n_mels, t)`` numpy, or None
+    when the kernel does not apply."""
+    if plan.native is None or y.dtype != torch.float32 or y.device.type != "cpu":
+        return None
+    frames = frame_signal(y, n_fft=plan.n_fft, hop_length=plan.hop_length, center=plan.center,
+                          pad_mode=plan.pad_mode)
+    n = frames.shape[-2]
+    if n == 0 or frames.stride(-1) != 1 or frames.stride(-2) != plan.hop_length:
+        return None
+    lead = tuple(frames.shape[:-2])
+    out = np.empty((*lead, plan.native.n_mels, n), dtype=np.float32)
+    if not lead:
+        mel_power(frames.data_ptr(), n, plan.hop_length, plan.native, out)
+        return out
+    for idx in np.ndindex(*lead):
+        mel_power(frames[idx].data_ptr(), n, plan.hop_length, plan.native, out[idx])
+    return out
 
 
 def _mel_power2(y: torch.Tensor, plan: _MelPlan) -> torch.Tensor:
