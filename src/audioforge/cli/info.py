@@ -38,4 +38,8 @@ def info() -> None:
         "mps",
         "available" if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available() else "not available",
     )
+    from ..features import native
+
+    table.add_row("native mel kernel", f"built, {native.cache_dir() / 'native'}" if native.available()
+                  else "not available (no C compiler or AVX-512F, or AUDIOFORGE_NATIVE=0): numpy/torch path")
     Console().print(table)
