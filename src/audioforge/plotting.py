@@ -12,10 +12,22 @@ import numpy as np
 from .audio import atomic_path
 from .errors import InvalidParameterError
 
-__all__ = ["ema", "plot_curves", "plot_spectrogram"]
+__all__ = ["ema", "plot_curves", "plot_spectrogram", "save_figure"]
 
 #: One panel of :func:`plot_curves`: its y-axis label and named ``(x, y)`` series.
 Panel = tuple[str, Mapping[str, tuple[Sequence[float], Sequence[float]]]]
+
+
+def save_figure(fig: Any, path: str | os.PathLike[str]) -> Path:
+    """Lay out a matplotlib figure, write it to ``path`` as PNG atomically, close it; return the path."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    p = Path(path)
+    with atomic_path(p) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+    return p
 
 
 def plot_spectrogram(
@@ -45,12 +57,7 @@ def plot_spectrogram(
     if title:
         ax.set_title(title)
     fig.colorbar(im, ax=ax, label=colorbar_label)
-    fig.tight_layout()
-    p = Path(path)
-    with atomic_path(p) as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
-    return p
+    return save_figure(fig, path)
 
 
 def ema(values: Sequence[float], alpha: float = 0.05) -> list[float]:
@@ -98,9 +105,4 @@ def plot_curves(panels: Sequence[Panel], path: str | os.PathLike[str], *, xlabel
     axes[-1, 0].set_xlabel(xlabel)
     if title:
         axes[0, 0].set_title(title)
-    fig.tight_layout()
-    p = Path(path)
-    with atomic_path(p) as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
-    return p
+    return save_figure(fig, path)

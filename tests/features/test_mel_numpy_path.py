@@ -39,16 +39,22 @@ def test_numpy_path_matches_librosa_and_torch(use_native, dtype, shape, kw, monk
     assert np.abs(got - via_torch).max() <= tol * np.abs(ref).max()
 
 
-def test_numpy_path_is_taken_for_short_clips_only(monkeypatch) -> None:
-    calls = []
-    real = spectral._mel_power2_numpy
+def _spy(monkeypatch, name: str) -> list[bool]:
+    """Record, for each call of ``spectral.<name>``, whether it returned a result (took the path)."""
+    calls: list[bool] = []
+    real = getattr(spectral, name)
 
     def spy(y, plan):
         out = real(y, plan)
         calls.append(out is not None)
         return out
 
-    monkeypatch.setattr(spectral, "_mel_power2_numpy", spy)
+    monkeypatch.setattr(spectral, name, spy)
+    return calls
+
+
+def test_numpy_path_is_taken_for_short_clips_only(monkeypatch) -> None:
+    calls = _spy(monkeypatch, "_mel_power2_numpy")
     monkeypatch.setattr(spectral, "_mel_native", lambda y, plan: None)  # this test is about the numpy path
     kw = {"sr": 16000, "n_fft": 800, "hop_length": 200, "n_mels": 80}
     short = np.random.default_rng(0).standard_normal(16000).astype(np.float32)
@@ -69,15 +75,7 @@ def test_native_kernel_is_taken_outside_autograd_only(monkeypatch) -> None:
 
     if not native.available():
         pytest.skip("no native kernel here (compiler or AVX-512F)")
-    calls = []
-    real = spectral._mel_native
-
-    def spy(y, plan):
-        out = real(y, plan)
-        calls.append(out is not None)
-        return out
-
-    monkeypatch.setattr(spectral, "_mel_native", spy)
+    calls = _spy(monkeypatch, "_mel_native")
     kw = {"sr": 16000, "n_fft": 800, "hop_length": 200, "n_mels": 80}
     y = np.random.default_rng(0).standard_normal(16000 * 6).astype(np.float32)  # long clips too
     melspectrogram(y=y, **kw)

@@ -117,12 +117,9 @@ def plot_layer_cosine(
     ax.set_title(title or "per-layer cosine similarity")
     ax.grid(True, alpha=0.3)
     ax.legend(loc="lower left", fontsize=8)
-    fig.tight_layout()
-    p = Path(path)
-    with atomic_path(p) as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
-    return p
+    from ..plotting import save_figure
+
+    return save_figure(fig, path)
 
 
 def write_quantization_report(
