@@ -12,7 +12,7 @@ Stages (``--stages``, comma-separated, in this order; each is resumable):
 
 Usage::
 
-    python recipes/tagging/run.py                                   # everything, config.json, 3000 clips
+    python recipes/tagging/run.py                                   # everything, config.json, 12000 clips
     python recipes/tagging/run.py --config recipes/tagging/smoke.json --clips 60 --stages corpus,train,evaluate,export
 
 A report (``report.json``) is written to the training folder after every stage.
@@ -40,7 +40,7 @@ def _say(msg: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description="Train and ship the audioforge sound-event tagger.")
     p.add_argument("--config", default=str(HERE / "config.json"))
-    p.add_argument("--clips", type=int, default=3000, help="corpus size (20%% held out as the test split)")
+    p.add_argument("--clips", type=int, default=12000, help="corpus size (20%% held out as the test split)")
     p.add_argument("--seed", type=int, default=0, help="corpus seed")
     p.add_argument("--workers", type=int, default=2, help="corpus generator processes")
     p.add_argument("--stages", default=",".join(STAGES))
