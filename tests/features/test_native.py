@@ -122,3 +122,16 @@ def test_kernel_is_built_once_into_the_cache(tmp_path: Path) -> None:
     _run(_PROBE, AUDIOFORGE_CACHE=str(tmp_path))
     assert [p.stat().st_mtime_ns for p in (tmp_path / "native").glob("mel_kernel-*.so")] == [stamp]
     assert not [p for p in (tmp_path / "native").iterdir() if not p.name.startswith("mel_kernel-")]  # no temp left
+
+
+@needs_kernel
+def test_kernel_call_rejects_a_wrong_output_or_sizes() -> None:
+    from audioforge.errors import InvalidParameterError
+
+    plan = native.kernel_plan(64, np.ones(64), np.eye(4, 33))
+    x = np.zeros(64 + 10 * 16, dtype=np.float32)
+    for out in (np.empty((4, 10), np.float64), np.empty((4, 9), np.float32), np.empty((10, 4), np.float32).T):
+        with pytest.raises(InvalidParameterError, match="out must be"):
+            native.mel_power(int(x.ctypes.data), 10, 16, plan, out)
+    with pytest.raises(InvalidParameterError, match="n_frames"):
+        native.mel_power(int(x.ctypes.data), 0, 16, plan, np.empty((4, 0), np.float32))

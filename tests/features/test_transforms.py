@@ -191,6 +191,8 @@ def test_factored_power_against_float64_fft(n_fft):
     assert got.shape == ref.shape and _rel(got, ref) < 1e-13
     got32 = factored_power(frames.float(), *factored_rdft_bases(n_fft))
     assert _rel(got32, ref) < 2e-6
+    with pytest.raises(InvalidParameterError, match="frames must have shape"):
+        factored_power(frames[..., :-1], *factored_rdft_bases(n_fft, dtype=torch.float64))
 
 
 def test_gradcheck_float64():

@@ -115,6 +115,8 @@ def factored_power(frames: torch.Tensor, stage1: torch.Tensor, stage2: torch.Ten
     """
     p, q, qh = stage1.shape[1], stage2.shape[1] // 2, stage2.shape[2] // 2
     n_fft = p * q
+    if frames.dim() < 1 or frames.shape[-1] != n_fft:
+        raise InvalidParameterError(f"frames must have shape (..., {n_fft}) for these bases, got {tuple(frames.shape)}")
     lead = frames.shape[:-1]
     x = frames.reshape(-1, p, q).transpose(0, 1).reshape(p, -1)  # (P, R * Q): [n1, (frame, n2)]
     a = torch.matmul(stage1, x).reshape(2, p, -1, q)  # [re/im, k1, frame, n2]

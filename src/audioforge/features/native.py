@@ -29,6 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import InvalidParameterError
+
 __all__ = ["MelKernelPlan", "available", "cache_dir", "kernel_plan", "mel_power"]
 
 log = logging.getLogger("audioforge.features.native")
@@ -203,6 +205,13 @@ def mel_power(frames_ptr: int, n_frames: int, hop: int, plan: MelKernelPlan, out
     lib = _library()
     if lib is None:  # pragma: no cover - plans are only built when the library loaded
         raise RuntimeError("the native mel kernel is not available")
+    if n_frames < 1 or hop < 1:
+        raise InvalidParameterError(f"need n_frames >= 1 and hop >= 1, got n_frames={n_frames}, hop={hop}")
+    if (not isinstance(out, np.ndarray) or out.dtype != np.float32 or not out.flags.c_contiguous
+            or out.shape != (plan.n_mels, n_frames)):
+        raise InvalidParameterError(
+            f"out must be a C-contiguous float32 array of shape ({plan.n_mels}, {n_frames}), got "
+            f"{getattr(out, 'dtype', type(out).__name__)} {getattr(out, 'shape', '')}; allocate it with np.empty")
     a = plan._addresses
     rc = lib.af_mel_power(frames_ptr, n_frames, hop, plan.n_fft, len(plan.radices), a[0], a[1], a[2], a[3], a[4],
                           plan.n_mels, a[5], a[6], a[7], int(out.ctypes.data))

@@ -218,7 +218,7 @@ def _mel_native(y: torch.Tensor, plan: _MelPlan) -> np.ndarray | None:
     """The whole chain in the native kernel (:mod:`audioforge.features.native`) for float32 CPU input: frames cut
     (and padded) as the torch path cuts them, then one kernel call per channel. ``(..., n_mels, t)`` numpy, or None
     when the kernel does not apply."""
-    if plan.native is None or y.dtype != torch.float32 or y.device.type != "cpu":
+    if plan.native is None:  # plans are per dtype and device: only CPU float32 ones have a kernel
         return None
     frames = frame_signal(y, n_fft=plan.n_fft, hop_length=plan.hop_length, center=plan.center,
                           pad_mode=plan.pad_mode)
