@@ -6,6 +6,10 @@ Stages (all resumable; run them all or name some with ``--stages``):
               and sentences) into ``WORK/corpus``
 ``train``     CMVN and tokenizer from the training split, then train (resumes from ``WORK/train/checkpoints/last.ckpt``)
               and average the best checkpoints into ``WORK/train/bundle``
+``lm``        a character n-gram language model (Kneser-Ney, ``WORK/lm.arpa.gz``) on the training half of the corpus's
+              sentence pool (sentences of the test split and of the validation utterances left out), its fusion
+              weight and bonus tuned on the validation utterances (``WORK/lm_tuning.json`` and ``.png``), both put
+              into ``WORK/train/bundle``
 ``evaluate``  CER/WER on the held-out test split: full context, streaming chunk 16, pocketsphinx (``WORK/eval.md``)
 ``export``    ONNX fp32 + int8 (static, calibrated on training audio), per-layer report, CER fp32 vs int8
 ``ship``      copy the bundle to ``src/audioforge/assets/bundles/asr`` only when every floor is met
@@ -35,7 +39,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-STAGES = ("corpus", "train", "evaluate", "export", "ship")
+STAGES = ("corpus", "train", "lm", "evaluate", "export", "ship")
 EXTRA_STAGES = ("snapshot",)  # run only when named, before evaluate
 DEFAULT_WORK = Path("~/.cache/audioforge/recipes/asr").expanduser()
 REPO = Path(__file__).resolve().parents[2]
@@ -90,6 +94,90 @@ def stage_snapshot(cfg: dict[str, Any], work: Path) -> None:
     bundle = bundle_from_checkpoints(train, int(tr.get("trainer", {}).get("average_best", 5)), tokenizer,
                                      model_config, decoding)
     log(f"snapshot: {bundle.metrics}")
+
+
+def lm_sentences(cfg: dict[str, Any], work: Path) -> tuple[list[str], Any]:
+    """The language model's text and the validation utterances it must not see (they tune the fusion).
+
+    The text is the training half of the sentence pool the corpus was planned from (the transcript-hash split of
+    :func:`audioforge.corpora.text.split_sentences`, so no test sentence can enter), minus every transcript of the
+    validation utterances; the test transcripts of the manifest are checked to be absent.
+    """
+    from audioforge.asr.data import AsrDataModule, load_manifest
+    from audioforge.corpora.text import sentence_pool, split_sentences
+
+    settings = json.loads((work / "corpus" / "corpus.json").read_text(encoding="utf-8"))
+    seed = int(settings["seed"])
+    pool = sentence_pool(seed, sources=settings["sources"], max_words=int(settings["max_words"]))
+    train_s, _ = split_sentences(pool, float(settings["test_fraction"]), seed=seed)
+    manifest = work / "corpus" / "manifest.jsonl"
+    tr = cfg["train"]
+    _, valid = AsrDataModule.split_valid(load_manifest(manifest, split="train"), float(tr.get("valid_fraction", 0.02)))
+    held = {e["txt"] for e in valid}
+    test = {e["txt"] for e in load_manifest(manifest, split="test")}
+    text = [s.txt for s in train_s if s.txt not in held]
+    leaked = set(text) & test
+    if leaked:
+        raise SystemExit(f"lm: {len(leaked)} test transcripts in the language model text, e.g. {sorted(leaked)[0]!r}")
+    limit = cfg.get("lm", {}).get("max_sentences")
+    return (text[: int(limit)] if limit else text), valid
+
+
+def stage_lm(cfg: dict[str, Any], work: Path) -> dict[str, Any]:
+    """Estimate (or reuse) the language model, tune its fusion on the validation utterances, put both in the bundle."""
+    import torch
+
+    from audioforge.asr.infer import Recognizer
+    from audioforge.asr.lm import LM_FILE, NgramLM
+    from audioforge.asr.lm_fusion import attach_lm, estimate_token_lm, tune_lm_fusion
+    from audioforge.corpora.manifest import Manifest
+    from audioforge.plotting import plot_curves
+
+    c = cfg["lm"]
+    torch.set_num_threads(1)
+    bundle_dir = work / "train" / "bundle"
+    rec = Recognizer.from_bundle(bundle_dir, lm_weight=0.0)
+    tok = rec.tokenizer
+    settings = {"order": int(c["order"]), "min_counts": c.get("min_counts"), "max_sentences": c.get("max_sentences"),
+                "tokenizer": tok.to_json()}
+    lm_path, meta_path = work / LM_FILE, work / "lm.json"
+    text, valid = lm_sentences(cfg, work)
+    if lm_path.is_file() and meta_path.is_file() and \
+            json.loads(meta_path.read_text(encoding="utf-8")).get("settings") == settings:
+        lm = NgramLM.from_arpa(lm_path)
+        log(f"lm: reusing {lm_path} ({lm.num_ngrams} n-grams)")
+    else:
+        t = time.time()
+        lm, counts = estimate_token_lm(tok, text, settings["order"], min_counts=settings["min_counts"])
+        lm.to_arpa(lm_path)
+        meta = {"settings": settings, **counts, "ngrams": lm.num_ngrams, "bytes": lm_path.stat().st_size,
+                "validation_perplexity": round(lm.perplexity([tok.tokens(tok.encode(e["txt"])) for e in valid]), 4),
+                "seconds": round(time.time() - t, 1)}
+        meta_path.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+        log(f"lm: {({k: v for k, v in meta.items() if k != 'settings'})}")
+    rec.lm = lm
+    entries = list(valid)[: int(c.get("tune_utterances", 200))]
+    t = time.time()
+    best, points = tune_lm_fusion(rec, Manifest(entries, root=valid.root), weights=c["weights"],
+                                  bonuses=c["bonuses"])
+    tuning = {"utterances": len(entries), "best": vars(best), "grid": [vars(p) for p in points]}
+    (work / "lm_tuning.json").write_text(json.dumps(tuning, indent=2) + "\n", encoding="utf-8")
+
+    def curves(metric: str) -> dict[str, tuple[list[float], list[float]]]:
+        rows = {b: sorted((p.weight, getattr(p, metric)) for p in points if p.bonus == b or p.weight == 0)
+                for b in c["bonuses"]}
+        return {f"bonus {b:g}": ([w for w, _ in r], [v for _, v in r]) for b, r in rows.items()}
+
+    plot_curves([("validation CER (%)", curves("cer")), ("validation WER (%)", curves("wer"))],
+                work / "lm_tuning.png", xlabel="language model weight",
+                title=f"LM fusion on {len(entries)} validation utterances (streaming)")
+    plain = next((vars(p) for p in points if p.weight == 0), "not scored")
+    log(f"lm: tuned in {time.time() - t:.0f} s: best {vars(best)}; without the LM {plain}")
+    meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    meta["settings"].pop("tokenizer", None)
+    attach_lm(bundle_dir, lm, weight=best.weight, bonus=best.bonus,
+              info={**meta, "tuning": {"utterances": len(entries), "best": vars(best), "without_lm": plain}})
+    return tuning
 
 
 def stage_evaluate(cfg: dict[str, Any], work: Path) -> dict[str, Any]:
@@ -221,12 +309,12 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(status(cfg, work), indent=2))
         return 0
     stages = [s.strip() for s in args.stages.split(",") if s.strip()]
-    order = ("corpus", "train", *EXTRA_STAGES, "evaluate", "export", "ship")
+    order = ("corpus", "train", *EXTRA_STAGES, "lm", "evaluate", "export", "ship")
     unknown = sorted(set(stages) - set(order))
     if unknown:
         ap.error(f"unknown stages {unknown}; use {order}")
-    funcs = {"corpus": stage_corpus, "train": stage_train, "snapshot": stage_snapshot, "evaluate": stage_evaluate,
-             "export": stage_export, "ship": stage_ship}
+    funcs = {"corpus": stage_corpus, "train": stage_train, "snapshot": stage_snapshot, "lm": stage_lm,
+             "evaluate": stage_evaluate, "export": stage_export, "ship": stage_ship}
     for stage in order:
         if stage in stages:
             log(f"stage {stage}")

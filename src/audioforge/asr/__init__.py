@@ -5,7 +5,8 @@
   :class:`BiTransformerDecoder`, :class:`U2Model`, :func:`build_u2_model`, :class:`SpecAugment`;
 - tokenizers: :class:`CharTokenizer`, :class:`BpeTokenizer` (sentencepiece);
 - decoding: :func:`ctc_greedy_search`, :func:`ctc_prefix_beam_search` (timestamps, :class:`ContextGraph` hotwords),
-  :func:`attention_beam_search`, :func:`attention_rescoring`;
+  :func:`attention_beam_search`, :func:`attention_rescoring`; :class:`NgramLM` (Kneser-Ney token n-gram, ARPA) for
+  shallow fusion;
 - :class:`Recognizer` (torch; ``transcribe`` and ``stream``), :func:`export_recognizer_onnx`, and
   :class:`OnnxRecognizer` (onnxruntime only; importing it does not import torch).
 
@@ -42,6 +43,8 @@ _EXPORTS = {
     "ctc_prefix_beam_search": "search",
     "attention_beam_search": "search",
     "attention_rescoring": "search",
+    "NgramLM": "lm",
+    "TokenLM": "lm",
     "DecodingConfig": "streaming",
     "RecognitionResult": "streaming",
     "StreamingSession": "streaming",

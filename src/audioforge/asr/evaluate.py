@@ -177,6 +177,7 @@ def evaluate_bundle(
     pocketsphinx: bool = True,
     max_utterances: int | None = None,
     progress: Callable[[str, int, int], None] | None = None,
+    without_lm: bool = True,
 ) -> list[EvaluationResult]:
     """CER/WER of a bundle full context and streaming (``chunk_size``), and of pocketsphinx on the same audio.
 
@@ -190,6 +191,9 @@ def evaluate_bundle(
         Streaming chunk in encoder frames (all left context kept).
     full_context, streaming, pocketsphinx
         Which systems to score.
+    without_lm
+        When the bundle decodes with a language model, also score it with the model turned off (systems named
+        ``..., no LM``, after the ones with it).
     max_utterances
         Use the first N entries.
     progress
@@ -224,6 +228,14 @@ def evaluate_bundle(
             name = f"u2 streaming chunk {chunk_size}"
             results.append(evaluate_transcriber(lambda x: rec.transcribe(x, 16000, simulate_streaming=True).text, m,
                                                 system=name, max_utterances=max_utterances, progress=cb(name)))
+        if without_lm and rec.fusion() is not None:
+            plain = Recognizer.from_bundle(bundle, chunk_size=chunk_size, num_left_chunks=-1, lm_weight=0.0)
+            for on, name, kw in ((full_context, "u2 full context, no LM", {}),
+                                 (streaming, f"u2 streaming chunk {chunk_size}, no LM", {"simulate_streaming": True})):
+                if on:
+                    results.append(evaluate_transcriber(
+                        lambda x, kw=kw: plain.transcribe(x, 16000, **kw).text, m, system=name,
+                        max_utterances=max_utterances, progress=cb(name)))
     if pocketsphinx:
         ps = PocketsphinxRecognizer()
         results.append(evaluate_transcriber(ps.transcribe_pcm, m, system="pocketsphinx 5 (en-us)",

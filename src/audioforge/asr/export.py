@@ -11,8 +11,8 @@
 
 Every file carries the configuration in ``metadata_props`` (output_size, num_blocks, head, cnn_module_kernel,
 subsampling_rate, right_context, sos, eos, blank_id, vocab_size, chunk_size, left_chunks, decoding_window,
-is_bidirectional_decoder); the folder also gets ``asr_config.json`` (tokenizer, front end, decoding settings) for
-:class:`~audioforge.asr.onnx_infer.OnnxRecognizer`.
+is_bidirectional_decoder); the folder also gets ``asr_config.json`` (tokenizer, front end, decoding settings), and the
+recogniser's language model as ``lm.arpa.gz`` when it has one, for :class:`~audioforge.asr.onnx_infer.OnnxRecognizer`.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from torch import nn
 
 from ..errors import InvalidParameterError
 from .infer import Recognizer
+from .lm import LM_FILE
 from .model import U2Model
 
 __all__ = ["ONNX_CONFIG_FILE", "encoder_chunk_inputs", "export_recognizer_onnx", "onnx_metadata"]
@@ -222,6 +223,11 @@ def export_recognizer_onnx(
     }
     cfg_path = out / ONNX_CONFIG_FILE
     cfg_path.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    lm_path = out / LM_FILE
+    if recognizer.lm is not None:
+        lm_path.write_bytes(recognizer.lm.arpa_bytes(compress=True))
+    else:
+        lm_path.unlink(missing_ok=True)  # a stale model from an earlier export must not be picked up
     if verify:
         verify_onnx(enc_module, enc_path, _encoder_chunk_sequence(enc_module, model, chunk, left, 10))
         verify_onnx(ctc_module, ctc_path, [(torch.randn(1, n, model.encoder.output_size()),) for n in (1, 5, 16)])

@@ -27,6 +27,7 @@ from ..audio import resample, validate_sample_rate
 from ..bundle import Bundle
 from ..errors import CheckpointError, EmptyAudioError, InvalidParameterError, UnsupportedSampleRateError
 from .frontend import FbankConfig, StreamingFbank, compute_fbank
+from .lm import LM_FILE, NgramLM, TokenLM, fusion_lm, lm_from_any
 from .model import U2Model, build_u2_model
 from .search import ContextGraph, Hypothesis, attention_rescoring, ctc_prefix_beam_search
 from .streaming import (
@@ -103,6 +104,9 @@ class Recognizer:
     model_config
         The configuration dict that rebuilds the model (needed by :meth:`to_bundle`; taken from
         ``model.model_config`` when the model came from :func:`~audioforge.asr.model.build_u2_model`).
+    lm
+        A token n-gram language model for shallow fusion (:class:`~audioforge.asr.lm.NgramLM`, or an ARPA path or
+        bytes) over this tokenizer's symbols; ``config.lm_weight`` and ``config.lm_bonus`` weigh it.
     """
 
     def __init__(
@@ -113,6 +117,7 @@ class Recognizer:
         frontend: FbankConfig | None = None,
         config: DecodingConfig | None = None,
         model_config: dict[str, Any] | None = None,
+        lm: NgramLM | str | os.PathLike[str] | bytes | None = None,
     ) -> None:
         if not isinstance(model, U2Model):
             raise InvalidParameterError(f"model must be a U2Model, got {type(model).__name__}")
@@ -127,6 +132,8 @@ class Recognizer:
             raise InvalidParameterError("inference needs dither=0 in the front end (dither is for training)")
         self.config = config or DecodingConfig(reverse_weight=model.reverse_weight)
         self.model_config = model_config if model_config is not None else getattr(model, "model_config", None)
+        self.lm = lm_from_any(lm) if lm is not None else None
+        self._fusion: TokenLM | None = None
 
     # ---------------------------------------------------------------------------------------------------- bundles
 
@@ -143,6 +150,7 @@ class Recognizer:
             labels=list(self.tokenizer.symbols),
             metrics=dict(metrics or {}),
             options={"tokenizer": self.tokenizer.to_json(), "decoding": self.config.to_dict()},
+            extra_files={LM_FILE: self.lm.arpa_bytes(compress=True)} if self.lm is not None else {},
         )
 
     @classmethod
@@ -161,12 +169,14 @@ class Recognizer:
         if tokenizer.symbols != list(bundle.labels):
             raise CheckpointError("the bundle's labels differ from its tokenizer's symbols")
         decoding = {**(bundle.options.get("decoding") or {}), **overrides}
+        lm = bundle.extra_files.get(LM_FILE)
         return cls(
             model,
             tokenizer,
             frontend=FbankConfig.from_dict(bundle.frontend),
             config=DecodingConfig.from_dict(decoding),
             model_config=bundle.hyperparameters,
+            lm=NgramLM.from_arpa_bytes(lm, source=f"{bundle.path or 'bundle'}/{LM_FILE}") if lm is not None else None,
         )
 
     # ---------------------------------------------------------------------------------------------------- decoding
@@ -177,6 +187,14 @@ class Recognizer:
         if not words:
             return None
         return ContextGraph([self.tokenizer.encode(w) for w in words], self.config.hotword_score)
+
+    def fusion(self) -> TokenLM | None:
+        """The language model as the beam search uses it (None without one or with ``lm_weight == 0``)."""
+        cfg = self.config
+        f = self._fusion
+        if f is None or f.lm is not self.lm or (f.weight, f.bonus) != (cfg.lm_weight, cfg.lm_bonus):
+            f = self._fusion = fusion_lm(self.lm, self.tokenizer.symbols, cfg.lm_weight, cfg.lm_bonus)
+        return f
 
     @property
     def frame_s(self) -> float:
@@ -239,7 +257,7 @@ class Recognizer:
                     out, _ = enc(xs, torch.tensor([xs.size(1)]), -1, -1)
                 logp = self.model.ctc_log_softmax(out)[0]
             hyps = ctc_prefix_beam_search(
-                logp, cfg.beam_size, nbest=cfg.nbest, context_graph=self.context_graph(hotwords)
+                logp, cfg.beam_size, nbest=cfg.nbest, context_graph=self.context_graph(hotwords), lm=self.fusion()
             )
             if cfg.rescoring and hyps:
                 hyps = attention_rescoring(
@@ -275,4 +293,5 @@ class Recognizer:
             sample_rate=self.frontend.sample_rate,
             context_graph=self.context_graph(hotwords),
             rescore_reverse_weight=self.config.reverse_weight,
+            lm=self.fusion(),
         )

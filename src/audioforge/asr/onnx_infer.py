@@ -22,6 +22,7 @@ import numpy as np
 from ..audio import validate_sample_rate
 from ..deploy.runtime import OrtSession
 from ..errors import CheckpointError, EmptyAudioError, InvalidParameterError, UnsupportedSampleRateError
+from .lm import LM_FILE, NgramLM, TokenLM, fusion_lm
 from .search import ContextGraph, Hypothesis, combine_rescoring_scores, ctc_prefix_beam_search, pad_hyps_with_sos
 from .streaming import DecodingConfig, RecognitionResult, StreamingSession, as_float_chunk, hypothesis_to_result
 from .tokenizer import Tokenizer, load_tokenizer
@@ -221,6 +222,16 @@ class OnnxRecognizer:
         self.sample_rate = int(self.frontend.get("sample_rate", 16000))
         self.frame_shift_s = float(self.frontend.get("frame_shift", 10.0)) / 1000.0
         self.frame_s = int(self.meta["subsampling_rate"]) * self.frame_shift_s
+        self.lm = NgramLM.from_arpa(root / LM_FILE) if (root / LM_FILE).is_file() else None
+        self._fusion: TokenLM | None = None
+
+    def fusion(self) -> TokenLM | None:
+        """The export's language model as the beam search uses it (None without one or with ``lm_weight == 0``)."""
+        cfg = self.config
+        f = self._fusion
+        if f is None or (f.weight, f.bonus) != (cfg.lm_weight, cfg.lm_bonus):
+            f = self._fusion = fusion_lm(self.lm, self.tokenizer.symbols, cfg.lm_weight, cfg.lm_bonus)
+        return f
 
     def _fbank(self) -> NumpyFbank:
         return NumpyFbank(**self.frontend)
@@ -246,6 +257,7 @@ class OnnxRecognizer:
             sample_rate=self.sample_rate,
             context_graph=self.context_graph(hotwords),
             rescore_reverse_weight=self.config.reverse_weight,
+            lm=self.fusion(),
         )
 
     def transcribe(self, audio: Any, sr: int, *, hotwords: Sequence[str] | None = None) -> RecognitionResult:
@@ -269,7 +281,7 @@ class OnnxRecognizer:
         if logps:
             logp = np.concatenate(logps)
             hyps = ctc_prefix_beam_search(
-                logp, cfg.beam_size, nbest=cfg.nbest, context_graph=self.context_graph(hotwords)
+                logp, cfg.beam_size, nbest=cfg.nbest, context_graph=self.context_graph(hotwords), lm=self.fusion()
             )
             if cfg.rescoring and hyps:
                 hyps = backend.rescore(hyps, cfg.ctc_weight, cfg.reverse_weight)

@@ -4,6 +4,7 @@
 
     out/encoder.onnx, ctc.onnx, decoder.onnx, asr_config.json        float model (runs with OnnxRecognizer)
     out/int8/encoder.onnx, ctc.onnx, decoder.onnx, asr_config.json   int8 model (same file names)
+    out/lm.arpa.gz, out/int8/lm.arpa.gz                              the language model, when the bundle has one
     out/report/quantization_report.md + .png                        per-layer float vs int8 (encoder), sizes,
                                                                     CER/WER of fp32 vs int8 on a test manifest
     out/export_summary.json                                         the same numbers as JSON
@@ -269,6 +270,7 @@ def export_asr(
         write_quantization_report,
     )
     from .export import ONNX_CONFIG_FILE, export_recognizer_onnx
+    from .lm import LM_FILE
     from .infer import Recognizer
 
     if int8 is not None and int8 not in INT8_MODES:
@@ -296,6 +298,10 @@ def export_asr(
     q = out / "int8"
     q.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(out / ONNX_CONFIG_FILE, q / ONNX_CONFIG_FILE)
+    if (out / LM_FILE).is_file():
+        shutil.copyfile(out / LM_FILE, q / LM_FILE)
+    else:
+        (q / LM_FILE).unlink(missing_ok=True)
     used: set[str] = set()
     for name in MODEL_NAMES:
         kept, found = _node_filter(out / f"{name}.onnx", list(keep_float))

@@ -7,6 +7,10 @@ posterior on the best alignment); :func:`frames_to_seconds` converts them with `
 
 Hotwords (:class:`ContextGraph`) are token sequences in a trie: while a prefix follows a hotword, every matched token
 adds ``score``; when the match breaks, what the partial match added is taken back (full matches keep theirs).
+
+A token n-gram language model (:class:`~audioforge.asr.lm.TokenLM`) joins the prefix beam search by shallow fusion:
+each token a prefix grows by adds ``weight * ln P_lm + bonus`` to the ranking score, a finished hypothesis
+``weight * ln P_lm(</s>)``; attention rescoring keeps that score next to the decoder's.
 """
 
 from __future__ import annotations
@@ -14,11 +18,14 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..errors import InvalidParameterError
+
+if TYPE_CHECKING:
+    from .lm import TokenLM
 
 __all__ = [
     "ContextGraph",
@@ -84,6 +91,8 @@ class Hypothesis:
         Hotword boost included in ``score``.
     att_score, r_att_score
         Decoder log-probabilities (left-to-right, right-to-left) after rescoring.
+    lm_score
+        Language model fusion score included in ``score`` (``weight * ln P_lm + bonus * len(tokens)``).
     """
 
     tokens: tuple[int, ...]
@@ -93,6 +102,7 @@ class Hypothesis:
     context_score: float = 0.0
     att_score: float = 0.0
     r_att_score: float = 0.0
+    lm_score: float = 0.0
 
 
 def frames_to_seconds(frames: Sequence[int], subsampling_rate: int, frame_shift_ms: float = 10.0) -> list[float]:
@@ -203,9 +213,10 @@ class ContextGraph:
 
 
 class _Prefix:
-    __slots__ = ("ctx_score", "ctx_state", "pb", "peak", "pnb", "times_b", "times_nb", "vb", "vnb")
+    __slots__ = ("ctx_score", "ctx_state", "lm_score", "lm_state", "pb", "peak", "pnb", "times_b", "times_nb", "vb",
+                 "vnb")
 
-    def __init__(self, ctx_state: int = 0, ctx_score: float = 0.0) -> None:
+    def __init__(self, ctx_state: int = 0, ctx_score: float = 0.0, lm_state: Any = None, lm_score: float = 0.0) -> None:
         self.pb = NEG_INF
         self.pnb = NEG_INF
         self.vb = NEG_INF
@@ -215,6 +226,12 @@ class _Prefix:
         self.peak = NEG_INF
         self.ctx_state = ctx_state
         self.ctx_score = ctx_score
+        self.lm_state = lm_state
+        self.lm_score = lm_score
+
+    def same(self) -> _Prefix:
+        """An empty prefix state for the same token sequence (hotword and LM state carried over)."""
+        return _Prefix(self.ctx_state, self.ctx_score, self.lm_state, self.lm_score)
 
     @property
     def total(self) -> float:
@@ -236,19 +253,23 @@ class CtcPrefixBeamSearch:
         The blank token.
     context_graph
         Optional hotword biasing.
+    lm
+        Optional language model fusion (:meth:`audioforge.asr.lm.NgramLM.bind` gives one, with its weight and bonus).
     """
 
-    def __init__(self, beam_size: int = 10, blank_id: int = 0, context_graph: ContextGraph | None = None) -> None:
+    def __init__(self, beam_size: int = 10, blank_id: int = 0, context_graph: ContextGraph | None = None,
+                 lm: TokenLM | None = None) -> None:
         if isinstance(beam_size, bool) or not isinstance(beam_size, int) or beam_size < 1:
             raise InvalidParameterError(f"beam_size must be an integer >= 1, got {beam_size!r}")
         self.beam_size = beam_size
         self.blank_id = blank_id
         self.context_graph = context_graph
+        self.lm = lm
         self.reset()
 
     def reset(self) -> None:
         """Forget everything (a new utterance)."""
-        start = _Prefix()
+        start = _Prefix(lm_state=self.lm.start if self.lm is not None else None)
         start.pb = 0.0
         start.vb = 0.0
         self._beam: dict[tuple[int, ...], _Prefix] = {(): start}
@@ -260,7 +281,11 @@ class CtcPrefixBeamSearch:
         if self.context_graph is not None:
             state, delta = self.context_graph.forward(state, key[-1])
             score += delta
-        node = nxt[key] = _Prefix(state, score)
+        lm_state, lm_score = parent.lm_state, parent.lm_score
+        if self.lm is not None:
+            lm_state, lp = self.lm.step(lm_state, key[-1])
+            lm_score += self.lm.weight * lp + self.lm.bonus
+        node = nxt[key] = _Prefix(state, score, lm_state, lm_score)
         return node
 
     def search(self, log_probs: Any) -> None:
@@ -284,7 +309,7 @@ class CtcPrefixBeamSearch:
                     if s == blank:
                         n = nxt.get(prefix)
                         if n is None:
-                            n = nxt[prefix] = _Prefix(st.ctx_state, st.ctx_score)
+                            n = nxt[prefix] = st.same()
                         n.pb = _lae3(n.pb, st.pb + p, st.pnb + p)
                         v, times = (st.vb, st.times_b) if st.vb > st.vnb else (st.vnb, st.times_nb)
                         if v + p > n.vb:
@@ -292,7 +317,7 @@ class CtcPrefixBeamSearch:
                     elif s == last:
                         n = nxt.get(prefix)
                         if n is None:
-                            n = nxt[prefix] = _Prefix(st.ctx_state, st.ctx_score)
+                            n = nxt[prefix] = st.same()
                         n.pnb = _lae2(n.pnb, st.pnb + p)
                         if st.vnb + p > n.vnb:
                             n.vnb = st.vnb + p
@@ -316,18 +341,23 @@ class CtcPrefixBeamSearch:
                         v, times = (st.vb, st.times_b) if st.vb > st.vnb else (st.vnb, st.times_nb)
                         if v + p > m.vnb:
                             m.vnb, m.times_nb, m.peak = v + p, [*times, t], p
-            ranked = sorted(nxt.items(), key=lambda kv: _lae2(kv[1].pb, kv[1].pnb) + kv[1].ctx_score, reverse=True)
+            ranked = sorted(nxt.items(), key=lambda kv: _lae2(kv[1].pb, kv[1].pnb) + kv[1].ctx_score + kv[1].lm_score,
+                            reverse=True)
             self._beam = dict(ranked[:beam_size])
 
     def hypotheses(self, nbest: int | None = None, *, final: bool = False) -> list[Hypothesis]:
-        """The current n-best, best first (``final``: unfinished hotword matches lose their boost)."""
+        """The current n-best, best first (``final``: unfinished hotword matches lose their boost and the language
+        model scores the end of the sentence)."""
         out = []
         for prefix, st in self._beam.items():
             ctx = st.ctx_score
             if final and self.context_graph is not None:
                 ctx += self.context_graph.finalize(st.ctx_state)
+            lm = st.lm_score
+            if final and self.lm is not None:
+                lm += self.lm.weight * self.lm.end(st.lm_state)
             ctc = st.total
-            out.append(Hypothesis(prefix, ctc + ctx, ctc, list(st.times), ctx))
+            out.append(Hypothesis(prefix, ctc + ctx + lm, ctc, list(st.times), ctx, lm_score=lm))
         out.sort(key=lambda h: h.score, reverse=True)
         return out[: nbest or len(out)]
 
@@ -340,6 +370,7 @@ def ctc_prefix_beam_search(
     length: int | None = None,
     blank_id: int = 0,
     context_graph: ContextGraph | None = None,
+    lm: TokenLM | None = None,
 ) -> list[Hypothesis]:
     """CTC prefix beam search over one utterance's ``(T, vocab)`` log-posteriors; n-best list, best first.
 
@@ -353,11 +384,13 @@ def ctc_prefix_beam_search(
         Valid frames (default all).
     context_graph
         Hotword biasing.
+    lm
+        Language model fusion.
     """
     lp = _to_numpy(log_probs)
     if lp.ndim != 2:
         raise InvalidParameterError(f"log_probs must be (T, vocab), got shape {lp.shape}")
-    searcher = CtcPrefixBeamSearch(beam_size, blank_id, context_graph)
+    searcher = CtcPrefixBeamSearch(beam_size, blank_id, context_graph, lm)
     searcher.search(lp[: length if length is not None else lp.shape[0]])
     return searcher.hypotheses(nbest or beam_size, final=True)
 
@@ -370,16 +403,18 @@ def combine_rescoring_scores(
     ctc_weight: float = 0.5,
     reverse_weight: float = 0.0,
 ) -> list[Hypothesis]:
-    """Rescored copies of ``hyps``, best first: ``(1 - rw) * score + rw * r_score + ctc_weight * hyp.score``.
+    """Rescored copies of ``hyps``, best first:
+    ``(1 - rw) * score + rw * r_score + ctc_weight * (hyp.ctc_score + hyp.context_score) + hyp.lm_score``.
 
-    ``score`` / ``r_score`` are the decoder log-probabilities of each hypothesis followed by ``<eos>``.
+    ``score`` / ``r_score`` are the decoder log-probabilities of each hypothesis followed by ``<eos>``; the language
+    model's fusion score is kept as it is (its weight already applied).
     """
     s = _to_numpy(score).reshape(-1)
     r = _to_numpy(r_score).reshape(-1)
     out = []
     for h, a, b in zip(hyps, s.tolist(), r.tolist(), strict=True):
-        total = (1.0 - reverse_weight) * a + reverse_weight * b + ctc_weight * h.score
-        out.append(Hypothesis(h.tokens, total, h.ctc_score, list(h.times), h.context_score, a, b))
+        total = (1.0 - reverse_weight) * a + reverse_weight * b + ctc_weight * (h.score - h.lm_score) + h.lm_score
+        out.append(Hypothesis(h.tokens, total, h.ctc_score, list(h.times), h.context_score, a, b, h.lm_score))
     out.sort(key=lambda h: h.score, reverse=True)
     return out
 

@@ -11,10 +11,11 @@ result; with ``continuous_decoding`` the caches are reset and decoding goes on.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -26,6 +27,9 @@ from ..errors import (
 )
 from .search import ContextGraph, CtcPrefixBeamSearch, Hypothesis
 from .tokenizer import Tokenizer
+
+if TYPE_CHECKING:
+    from .lm import TokenLM
 
 __all__ = [
     "Backend",
@@ -63,6 +67,9 @@ class DecodingConfig:
         Go on after an endpoint (caches reset, finals kept); otherwise the session finishes at the first one.
     hotwords, hotword_score
         Texts to boost (tokenized with the recogniser's tokenizer) and the boost per matched token.
+    lm_weight, lm_bonus
+        Shallow fusion with the recogniser's token n-gram language model, when it has one
+        (:mod:`audioforge.asr.lm`): weight of ``ln P_lm`` and score bonus per token; ``lm_weight=0`` turns it off.
     """
 
     chunk_size: int = 16
@@ -79,6 +86,8 @@ class DecodingConfig:
     continuous_decoding: bool = True
     hotwords: list[str] = field(default_factory=list)
     hotword_score: float = 3.0
+    lm_weight: float = 0.5
+    lm_bonus: float = 1.0
 
     def __post_init__(self) -> None:
         if isinstance(self.chunk_size, bool) or not isinstance(self.chunk_size, int) or self.chunk_size < 1:
@@ -92,6 +101,13 @@ class DecodingConfig:
         for name in ("rule1_silence_s", "rule2_trailing_silence_s", "rule3_max_utterance_s"):
             if not getattr(self, name) > 0:
                 raise InvalidParameterError(f"{name} must be > 0 seconds, got {getattr(self, name)}")
+        for name in ("lm_weight", "lm_bonus"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise InvalidParameterError(f"{name} must be a finite number, got {value!r}")
+        if self.lm_weight < 0:
+            raise InvalidParameterError(f"lm_weight must be >= 0 (0 turns the language model off), got "
+                                        f"{self.lm_weight}")
 
     @classmethod
     def from_dict(cls, values: dict[str, Any] | None) -> DecodingConfig:
@@ -286,6 +302,7 @@ class StreamingSession:
         sample_rate: int = 16000,
         context_graph: ContextGraph | None = None,
         rescore_reverse_weight: float = 0.0,
+        lm: TokenLM | None = None,
     ) -> None:
         self.backend = backend
         self.tokenizer = tokenizer
@@ -298,7 +315,7 @@ class StreamingSession:
         self.window = (config.chunk_size - 1) * self.rate + self.context
         self.stride = config.chunk_size * self.rate
         self.frame_s = self.rate * frame_shift_s
-        self.searcher = CtcPrefixBeamSearch(config.beam_size, tokenizer.blank_id, context_graph)
+        self.searcher = CtcPrefixBeamSearch(config.beam_size, tokenizer.blank_id, context_graph, lm)
         self.endpointer = Endpointer(config, self.frame_s)
         self.reverse_weight = rescore_reverse_weight
         self.finals: list[RecognitionResult] = []

@@ -41,7 +41,10 @@ def _onnx_folder(bundle: str) -> Path:
         return path
     b = Bundle.load(bundle)
     assert b.path is not None
-    digest = hashlib.sha256((b.path / "model.safetensors").read_bytes()).hexdigest()[:16]
+    h = hashlib.sha256()
+    for f in sorted(p for p in b.path.iterdir() if p.is_file()):  # weights, decoding settings, language model
+        h.update(f.name.encode() + b"\0" + f.read_bytes())
+    digest = h.hexdigest()[:16]
     folder = Path.home() / ".cache" / "audioforge" / "onnx" / f"asr-{digest}"
     if not (folder / "asr_config.json").is_file():
         export_asr(b, folder, int8=None, verify=False)
@@ -192,3 +195,74 @@ def evaluate_cmd(
         typer.echo(json.dumps([r.to_dict() for r in results], indent=2))
     else:
         typer.echo(format_table(results))
+
+
+def _read_sentences(paths: list[Path]) -> list[str]:
+    """Transcript-normalised sentences of text files (one per line) and manifests (``.jsonl``: their ``txt``)."""
+    from ..corpora.text import normalize_text
+    from ..errors import InvalidParameterError
+
+    out: list[str] = []
+    for path in paths:
+        if not path.is_file():
+            raise InvalidParameterError(f"no text file at {path}")
+        if path.suffix == ".jsonl":
+            from ..asr.data import load_manifest
+
+            out += [str(e["txt"]) for e in load_manifest(path, split=None) if e.get("txt")]
+            continue
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InvalidParameterError(f"cannot read {path} as UTF-8 text: {exc}") from exc
+        out += [t for t in (normalize_text(line) for line in lines if line.strip()) if t]
+    return out
+
+
+@asr_app.command("lm")
+def lm_cmd(
+    bundle: str = typer.Argument(..., help="ASR bundle folder or shipped name."),
+    text: list[Path] = typer.Argument(..., help="Text files (one sentence per line) or manifests (.jsonl: txt)."),
+    out: Path = typer.Option(..., "--out", help="Folder for the bundle with the language model."),
+    order: int = typer.Option(6, "--order", help="n-gram order (in the bundle's units: characters or pieces)."),
+    min_counts: str = typer.Option("", "--min-counts", help="Count cut-off per order, e.g. 1,1,1,2,2,3."),
+    weight: float = typer.Option(0.5, "--weight", help="Fusion weight (ignored with --tune)."),
+    bonus: float = typer.Option(1.0, "--bonus", help="Score bonus per token (ignored with --tune)."),
+    tune: Path | None = typer.Option(None, "--tune", help="Manifest of held-out utterances to pick weight and bonus."),
+    tune_split: str | None = typer.Option(None, "--tune-split", help="Split of the --tune manifest."),
+    tune_utterances: int = typer.Option(200, "--tune-utterances", help="Tune on the first N utterances."),
+) -> None:
+    """Estimate a Kneser-Ney n-gram language model of TEXT for BUNDLE and write BUNDLE + model to --out.
+
+    Keep the sentences of your test set out of TEXT, and the --tune utterances too.
+    """
+    from ..asr.infer import Recognizer
+    from ..asr.lm_fusion import attach_lm, estimate_token_lm, tune_lm_fusion
+    from ..errors import InvalidParameterError
+
+    try:
+        cuts = [int(x) for x in min_counts.split(",")] if min_counts.strip() else None
+    except ValueError as exc:
+        raise InvalidParameterError(f"--min-counts must be comma-separated integers, got {min_counts!r}") from exc
+    rec = Recognizer.from_bundle(bundle)
+    sentences = _read_sentences(text)
+    start = time.perf_counter()
+    lm, counts = estimate_token_lm(rec.tokenizer, sentences, order, min_counts=cuts)
+    typer.echo(f"language model: order {lm.order}, n-grams {lm.num_ngrams}, {counts['sentences']} sentences "
+               f"({counts['skipped']} skipped) in {time.perf_counter() - start:.1f} s")
+    info: dict[str, Any] = {"sentences": counts["sentences"], "tokens": counts["tokens"]}
+    if tune is not None:
+        from ..asr.data import load_manifest
+        from ..corpora.manifest import Manifest
+
+        m = load_manifest(tune, split=tune_split)
+        m = Manifest(list(m)[:tune_utterances], root=m.root)
+        rec.lm = lm
+        best, points = tune_lm_fusion(rec, m)
+        for p in points:
+            typer.echo(f"  weight {p.weight:4.2f} bonus {p.bonus:4.2f}: CER {p.cer:6.2f}  WER {p.wer:6.2f}")
+        weight, bonus = best.weight, best.bonus
+        info["tuning"] = {"utterances": len(m), "best": {"cer": best.cer, "wer": best.wer}}
+        typer.echo(f"best: weight {weight} bonus {bonus} (CER {best.cer:.2f}, WER {best.wer:.2f})")
+    b = attach_lm(bundle, lm, weight=weight, bonus=bonus, info=info, out=out)
+    typer.echo(f"bundle: {b.path}")
