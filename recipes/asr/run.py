@@ -158,8 +158,12 @@ def stage_lm(cfg: dict[str, Any], work: Path) -> dict[str, Any]:
     rec.lm = lm
     entries = list(valid)[: int(c.get("tune_utterances", 200))]
     t = time.time()
+    def progress(i: int, n: int) -> None:
+        if i % 25 == 0 or i > len(entries):
+            log(f"lm: tuning {i}/{n} (utterances encoded, then grid points)")
+
     best, points = tune_lm_fusion(rec, Manifest(entries, root=valid.root), weights=c["weights"],
-                                  bonuses=c["bonuses"])
+                                  bonuses=c["bonuses"], progress=progress)
     tuning = {"utterances": len(entries), "best": vars(best), "grid": [vars(p) for p in points]}
     (work / "lm_tuning.json").write_text(json.dumps(tuning, indent=2) + "\n", encoding="utf-8")
 
@@ -297,8 +301,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--status", action="store_true", help="print where the recipe stands and exit")
     ap.add_argument("--max-utterances", type=int, default=None, help="evaluate: score only this many test utterances")
     ap.add_argument("--no-pocketsphinx", action="store_true", help="evaluate: skip the pocketsphinx peer")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="train: torch threads (default: the config's; 2 when nothing else runs on the 2 cores)")
     args = ap.parse_args(argv)
     cfg = json.loads(args.config.read_text(encoding="utf-8"))
+    if args.threads is not None:
+        if args.threads < 1:
+            ap.error(f"--threads must be >= 1, got {args.threads}")
+        cfg["train"].setdefault("trainer", {})["num_threads"] = args.threads
     if args.max_utterances is not None:
         cfg["evaluate"]["max_utterances"] = args.max_utterances
     if args.no_pocketsphinx:

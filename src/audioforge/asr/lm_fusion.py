@@ -130,7 +130,8 @@ def tune_lm_fusion(
     """Score every ``(weight, bonus)`` on ``manifest`` (entries with ``wav`` and ``txt``); the best point first.
 
     The best point has the lowest CER, ties broken by WER. ``weight=0`` is the recogniser without the language
-    model (its bonus is then irrelevant and only scored once).
+    model (its bonus is then irrelevant and only scored once). ``progress(done, total)`` is called after every
+    utterance encoded and every grid point scored.
 
     Raises
     ------
@@ -145,17 +146,18 @@ def tune_lm_fusion(
     if not weights or not bonuses or any(w < 0 for w in weights):
         raise InvalidParameterError(f"need weights >= 0 and bonuses, got {list(weights)} and {list(bonuses)}")
     cfg = rec.config
+    grid = [(0.0, 0.0)] if 0.0 in weights else []
+    grid += [(float(w), float(b)) for w, b in itertools.product(weights, bonuses) if w > 0]
+    steps = len(manifest) + len(grid)
     encoded, refs = [], []
     for i, e in enumerate(manifest):
         audio, sr = load(manifest.audio_path(e))
         encoded.append(_encode(rec, audio, sr, streaming))
         refs.append(e["txt"])
         if progress is not None:
-            progress(i + 1, len(manifest))
-    grid = [(0.0, 0.0)] if 0.0 in weights else []
-    grid += [(float(w), float(b)) for w, b in itertools.product(weights, bonuses) if w > 0]
+            progress(i + 1, steps)
     points = []
-    for w, b in grid:
+    for k, (w, b) in enumerate(grid):
         fusion = rec.lm.bind(rec.tokenizer.symbols, weight=w, bonus=b) if w > 0 else None
         hyps_text = []
         for item in encoded:
@@ -170,5 +172,7 @@ def tune_lm_fusion(
             hyps_text.append(rec.tokenizer.decode(hyps[0].tokens) if hyps else "")
         rates = error_rates(refs, hyps_text)
         points.append(FusionPoint(w, b, rates["cer"], rates["wer"]))
+        if progress is not None:
+            progress(len(manifest) + k + 1, steps)
     best = min(points, key=lambda p: (p.cer, p.wer))
     return best, points

@@ -270,8 +270,8 @@ def export_asr(
         write_quantization_report,
     )
     from .export import ONNX_CONFIG_FILE, export_recognizer_onnx
-    from .lm import LM_FILE
     from .infer import Recognizer
+    from .lm import LM_FILE
 
     if int8 is not None and int8 not in INT8_MODES:
         raise InvalidParameterError(f"int8 must be one of {INT8_MODES} or None, got {int8!r}")

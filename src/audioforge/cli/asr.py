@@ -258,7 +258,11 @@ def lm_cmd(
         m = load_manifest(tune, split=tune_split)
         m = Manifest(list(m)[:tune_utterances], root=m.root)
         rec.lm = lm
-        best, points = tune_lm_fusion(rec, m)
+        from rich.progress import Progress
+
+        with Progress(transient=True) as bar:
+            task = bar.add_task("tuning the fusion", total=None)
+            best, points = tune_lm_fusion(rec, m, progress=lambda i, n: bar.update(task, completed=i, total=n))
         for p in points:
             typer.echo(f"  weight {p.weight:4.2f} bonus {p.bonus:4.2f}: CER {p.cer:6.2f}  WER {p.wer:6.2f}")
         weight, bonus = best.weight, best.bonus
