@@ -261,3 +261,19 @@ def test_recognizer_streams_with_the_lm_as_it_transcribes_and_bundles_it(lm_reco
     assert off.fusion() is None
     assert off.transcribe(audio, 16000, simulate_streaming=True).nbest == \
         without.transcribe(audio, 16000, simulate_streaming=True).nbest
+
+
+def test_one_token_lm_serves_many_threads_with_the_results_of_one() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    lm = NgramLM.estimate(corpus(300), 5)
+    inputs = [posteriors(seed, 60) for seed in range(8)]
+    want = [[(h.tokens, h.score) for h in ctc_prefix_beam_search(lp, 6, lm=lm.bind(SYMBOLS, weight=0.6, bonus=0.5))]
+            for lp in inputs]
+    shared = lm.bind(SYMBOLS, weight=0.6, bonus=0.5)
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(lambda lp: [(h.tokens, h.score) for h in ctc_prefix_beam_search(lp, 6, lm=shared)],
+                            inputs * 3))
+    assert got == want * 3
+    for state in range(len(shared._states)):  # every state id stands for its own history
+        assert shared._ids[shared.history(state)] == state

@@ -27,6 +27,7 @@ import gzip
 import io
 import math
 import os
+import threading
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -387,10 +388,12 @@ def _check_token(t: str) -> None:
 
 
 class TokenLM:
-    """An :class:`NgramLM` seen through a recogniser's token ids, with states, for the prefix beam search.
+    """An :class:`NgramLM` seen through a recogniser's token ids, with integer states, for the prefix beam search.
 
-    A state is the shortest suffix of the history that the model can still extend (what KenLM calls state
-    minimisation), so equal futures share one state and one cache entry.
+    A state stands for the shortest suffix of the history that the model can still extend (what KenLM calls state
+    minimisation), so equal futures share one state and one cache entry. States are small integers (0 is the
+    sentence start) and scores are memoised per ``(state, token)``: after warm-up a step is one dict lookup. One
+    instance may serve many decoding threads.
 
     Parameters
     ----------
@@ -415,37 +418,56 @@ class TokenLM:
         self.weight = float(weight)
         self.bonus = float(bonus)
         self.symbols = [str(s) for s in symbols]
-        self.start: tuple[str, ...] = (BOS,)
-        self._cache: dict[tuple[tuple[str, ...], int], tuple[tuple[str, ...], float]] = {}
-        self._end_cache: dict[tuple[str, ...], float] = {}
+        self._n = len(self.symbols)
+        self._lock = threading.Lock()
+        self._states: list[tuple[str, ...]] = []
+        self._ids: dict[tuple[str, ...], int] = {}
+        self.start: int = self._id(self._minimise((BOS,)))
+        self._cache: dict[int, tuple[int, float]] = {}
+        self._end_cache: dict[int, float] = {}
 
-    def _state(self, history: tuple[str, ...]) -> tuple[str, ...]:
+    def _minimise(self, history: tuple[str, ...]) -> tuple[str, ...]:
         h = history[-(self.lm.order - 1):] if self.lm.order > 1 else ()
         while h and h not in self.lm.contexts:
             h = h[1:]
         return h
 
-    def step(self, state: tuple[str, ...], token: int) -> tuple[tuple[str, ...], float]:
+    def _id(self, state: tuple[str, ...]) -> int:
+        i = self._ids.get(state)
+        if i is None:
+            with self._lock:
+                i = self._ids.get(state)
+                if i is None:
+                    self._states.append(state)
+                    i = self._ids[state] = len(self._states) - 1
+        return i
+
+    def history(self, state: int) -> tuple[str, ...]:
+        """The (minimised) token history a state stands for."""
+        return self._states[state]
+
+    def step(self, state: int, token: int) -> tuple[int, float]:
         """``(next_state, ln P(token | state))`` (unweighted)."""
-        key = (state, token)
+        key = state * self._n + token if 0 <= token < self._n else -1 - state
         hit = self._cache.get(key)
         if hit is None:
-            sym = self.symbols[token] if 0 <= token < len(self.symbols) else UNK
-            lp = self.lm.log_prob(state, sym)
+            sym = self.symbols[token] if 0 <= token < self._n else UNK
+            hist = self._states[state]
+            lp = self.lm.log_prob(hist, sym)
             if len(self._cache) > _CACHE_LIMIT:
                 self._cache.clear()
-            hit = self._cache[key] = (self._state((*state, sym)), lp)
+            hit = self._cache[key] = (self._id(self._minimise((*hist, sym))), lp)
         return hit
 
-    def end(self, state: tuple[str, ...]) -> float:
+    def end(self, state: int) -> float:
         """``ln P(</s> | state)`` (unweighted)."""
         lp = self._end_cache.get(state)
         if lp is None:
-            lp = self._end_cache[state] = self.lm.log_prob(state, EOS)
+            lp = self._end_cache[state] = self.lm.log_prob(self._states[state], EOS)
         return lp
 
     def reset_cache(self) -> None:
-        """Drop the memoised scores (they grow with the distinct states seen)."""
+        """Drop the memoised scores (states stay valid)."""
         self._cache.clear()
         self._end_cache.clear()
 
