@@ -45,6 +45,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     from audioforge.asr.data import load_manifest
     from audioforge.asr.infer import Recognizer
+    from audioforge.asr.lm import LM_FILE
     from audioforge.asr.onnx_infer import OnnxRecognizer
     from audioforge.asr.quantize import export_asr
     from audioforge.audio import load
@@ -65,12 +66,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "onnxruntime fp32": OnnxRecognizer(exp.folder, intra_op_num_threads=1),
         "onnxruntime int8": OnnxRecognizer(exp.int8_folder, intra_op_num_threads=1),
     }
+    if systems["onnxruntime int8"].fusion() is not None:  # the language model's share of the decoding time
+        systems["onnxruntime int8, no LM"] = OnnxRecognizer(exp.int8_folder, intra_op_num_threads=1, lm_weight=0.0)
     weights = sum(v.numel() * v.element_size() for v in bundle.state_dict.values())
     report: dict[str, Any] = {
         "utterances": len(entries),
         "audio_s": total_s,
         "threads": 1,
-        "sizes_bytes": {"torch fp32 weights": weights, "onnx fp32": exp.sizes["fp32"], "onnx int8": exp.sizes["int8"]},
+        "sizes_bytes": {"torch fp32 weights": weights, "onnx fp32": exp.sizes["fp32"], "onnx int8": exp.sizes["int8"],
+                        **({"language model": len(bundle.extra_files[LM_FILE])} if LM_FILE in bundle.extra_files
+                           else {})},
         "int8_size_ratio": exp.sizes["int8"] / exp.sizes["fp32"],
         "systems": {},
     }
