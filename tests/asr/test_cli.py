@@ -72,3 +72,24 @@ def test_asr_evaluate_command(tiny_bundle: Path, tone_manifest: Path) -> None:  
     res = runner.invoke(app, ["asr", "evaluate", str(tiny_bundle), str(tone_manifest), "--no-pocketsphinx",
                               "--max-utterances", "1", "--json"])
     assert json.loads(res.output)[0]["system"] == "u2 full context"
+
+
+def test_shipped_recognizer_is_small_and_transcribes_a_held_out_voice(tmp_path: Path) -> None:
+    from audioforge.asr.evaluate import error_rates
+    from audioforge.asr.lm import LM_FILE
+    from audioforge.audio import save
+    from audioforge.bundle import Bundle, available_bundles, shipped_bundles_dir
+    from audioforge.cli.demo import DEMO_SENTENCE
+    from audioforge.corpora.tts import synthesize_one
+
+    if "asr" not in available_bundles():
+        pytest.skip("no ASR bundle shipped in this checkout")
+    folder = shipped_bundles_dir() / "asr"
+    assert sum(p.stat().st_size for p in folder.iterdir()) <= 20e6  # the recipe's ship check, language model included
+    b = Bundle.load("asr")
+    assert b.task == "asr" and LM_FILE in b.extra_files
+    assert {"u2 full context", "u2 streaming chunk 16"} <= set(b.metrics["test"])
+    wav = save(tmp_path / "kal.wav", synthesize_one(DEMO_SENTENCE, "flite-kal"), 16000)
+    res = runner.invoke(app, ["transcribe", str(wav), "--stream"])
+    assert res.exit_code == 0, res.output
+    assert error_rates([DEMO_SENTENCE], [res.output.splitlines()[-1]])["cer"] < 35.0
