@@ -214,6 +214,25 @@ class Recognizer:
         """Fbank frames ``(T, 80)`` of ``audio`` (resampled to the model rate)."""
         return compute_fbank(self._prepare(audio, sr), self.frontend)
 
+    def _encode_features(self, feats: torch.Tensor, streaming: bool) -> tuple[torch.Tensor, torch.Tensor] | None:
+        enc = self.model.encoder
+        if feats.shape[0] < enc.right_context + 1:
+            return None
+        with torch.no_grad():
+            xs = feats.unsqueeze(0)
+            if streaming:
+                out, _ = enc.forward_chunk_by_chunk(xs, self.config.chunk_size, self.config.num_left_chunks)
+            else:
+                out, _ = enc(xs, torch.tensor([xs.size(1)]), -1, -1)
+            return out, self.model.ctc_log_softmax(out)[0]
+
+    def encode(
+        self, audio: Any, sr: int, *, simulate_streaming: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """Encoder output ``(1, T, d)`` and CTC log-posteriors ``(T, vocab)`` of a recording (full context, or chunk by
+        chunk as :meth:`stream` computes them); None when it is shorter than the encoder's context."""
+        return self._encode_features(self.features(audio, sr), simulate_streaming)
+
     def transcribe(
         self,
         audio: Any,
@@ -243,19 +262,12 @@ class Recognizer:
         """
         start = time.perf_counter()
         samples = self._prepare(audio, sr)
-        feats = compute_fbank(samples, self.frontend)
         cfg = self.config
-        enc = self.model.encoder
-        if feats.shape[0] < enc.right_context + 1:
+        encoded = self._encode_features(compute_fbank(samples, self.frontend), simulate_streaming)
+        if encoded is None:
             result = RecognitionResult("", final=True, endpoint_rule="end")
         else:
-            with torch.no_grad():
-                xs = feats.unsqueeze(0)
-                if simulate_streaming:
-                    out, _ = enc.forward_chunk_by_chunk(xs, cfg.chunk_size, cfg.num_left_chunks)
-                else:
-                    out, _ = enc(xs, torch.tensor([xs.size(1)]), -1, -1)
-                logp = self.model.ctc_log_softmax(out)[0]
+            out, logp = encoded
             hyps = ctc_prefix_beam_search(
                 logp, cfg.beam_size, nbest=cfg.nbest, context_graph=self.context_graph(hotwords), lm=self.fusion()
             )

@@ -15,8 +15,6 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import torch
-
 from ..audio import load
 from ..bundle import Bundle
 from ..corpora.manifest import Manifest
@@ -103,21 +101,6 @@ class FusionPoint:
     wer: float
 
 
-def _encode(rec: Recognizer, audio: Any, sr: int, streaming: bool) -> tuple[torch.Tensor, torch.Tensor] | None:
-    feats = rec.features(audio, sr)
-    enc = rec.model.encoder
-    if feats.shape[0] < enc.right_context + 1:
-        return None
-    cfg = rec.config
-    with torch.no_grad():
-        xs = feats.unsqueeze(0)
-        if streaming:
-            out, _ = enc.forward_chunk_by_chunk(xs, cfg.chunk_size, cfg.num_left_chunks)
-        else:
-            out, _ = enc(xs, torch.tensor([xs.size(1)]), -1, -1)
-        return out, rec.model.ctc_log_softmax(out)[0]
-
-
 def tune_lm_fusion(
     rec: Recognizer,
     manifest: Manifest,
@@ -152,7 +135,7 @@ def tune_lm_fusion(
     encoded, refs = [], []
     for i, e in enumerate(manifest):
         audio, sr = load(manifest.audio_path(e))
-        encoded.append(_encode(rec, audio, sr, streaming))
+        encoded.append(rec.encode(audio, sr, simulate_streaming=streaming))
         refs.append(e["txt"])
         if progress is not None:
             progress(i + 1, steps)
