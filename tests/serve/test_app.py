@@ -357,11 +357,16 @@ def test_graceful_shutdown_finishes_open_utterances(recognizer: Recognizer) -> N
     assert time.perf_counter() - t0 < 15
 
 
-def test_cli_bundle_resolution(tmp_path: Path, recognizer: Recognizer) -> None:
+def test_cli_bundle_resolution(tmp_path: Path, recognizer: Recognizer, monkeypatch: pytest.MonkeyPatch) -> None:
+    import audioforge.bundle as bundle_module
     from audioforge.cli.serve import resolve_recognizer
 
+    if "asr" in bundle_module.available_bundles():  # the shipped default recogniser
+        assert isinstance(resolve_recognizer("asr"), Recognizer)
+    monkeypatch.setattr(bundle_module, "shipped_bundles_dir", lambda: tmp_path / "no_assets")
     with pytest.raises(CheckpointError, match="--bundle"):
         resolve_recognizer("asr")
+    monkeypatch.undo()
     with pytest.raises(CheckpointError, match=r"asr_config\.json"):
         resolve_recognizer(str(tmp_path), "onnx")
     with pytest.raises(AudioForgeError, match="--backend"):
