@@ -191,10 +191,8 @@ class Recognizer:
     def fusion(self) -> TokenLM | None:
         """The language model as the beam search uses it (None without one or with ``lm_weight == 0``)."""
         cfg = self.config
-        f = self._fusion
-        if f is None or f.lm is not self.lm or (f.weight, f.bonus) != (cfg.lm_weight, cfg.lm_bonus):
-            f = self._fusion = fusion_lm(self.lm, self.tokenizer.symbols, cfg.lm_weight, cfg.lm_bonus)
-        return f
+        self._fusion = fusion_lm(self.lm, self.tokenizer.symbols, cfg.lm_weight, cfg.lm_bonus, self._fusion)
+        return self._fusion
 
     @property
     def frame_s(self) -> float:

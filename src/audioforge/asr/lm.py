@@ -189,16 +189,7 @@ class NgramLM:
 
     def log_prob(self, history: Sequence[str], token: str) -> float:
         """``ln P(token | history)`` by back-off (unknown tokens score as ``<unk>``; ``<s>`` may open the history)."""
-        if (token,) not in self.probs or token == BOS:
-            token = UNK
-        ctx = tuple(history)[-(self.order - 1):] if self.order > 1 else ()
-        total = 0.0
-        while True:
-            p = self.probs.get((*ctx, token))
-            if p is not None:
-                return total + p
-            total += self.bows.get(ctx, 0.0)
-            ctx = ctx[1:]
+        return _backoff_log_prob(self.probs, self.bows, self.order, history, token)
 
     def sentence_log_prob(self, tokens: Sequence[str], *, eos: bool = True) -> float:
         """``ln P`` of a whole sentence (``<s>`` first; ``</s>`` last when ``eos``)."""
@@ -350,6 +341,21 @@ class NgramLM:
         return cls(max(declared), probs, bows)
 
 
+def _backoff_log_prob(probs: dict[tuple[str, ...], float], bows: dict[tuple[str, ...], float], order: int,
+                      history: Sequence[str], token: str) -> float:
+    """``ln P(token | history)`` in a back-off table (unknown tokens and ``<s>`` score as ``<unk>``)."""
+    if (token,) not in probs or token == BOS:
+        token = UNK
+    ctx = tuple(history)[-(order - 1):] if order > 1 else ()
+    total = 0.0
+    while True:
+        p = probs.get((*ctx, token))
+        if p is not None:
+            return total + p
+        total += bows.get(ctx, 0.0)
+        ctx = ctx[1:]
+
+
 def _prune(order: int, probs: dict[tuple[str, ...], float], bows: dict[tuple[str, ...], float],
            adj: list[dict[tuple[str, ...], int]], min_counts: list[int]) -> None:
     """Count cut-off in place: drop rare n-grams (orders >= 2) no kept n-gram needs, then renormalise back-offs."""
@@ -371,12 +377,10 @@ def _prune(order: int, probs: dict[tuple[str, ...], float], bows: dict[tuple[str
         if len(g) > 1:
             by_context[g[:-1]].append(g[-1])
     bows.clear()
-    tmp = NgramLM.__new__(NgramLM)
-    tmp.order, tmp.probs, tmp.bows = order, probs, bows
     for h in sorted(by_context, key=len):
         words = by_context[h]
         kept = math.fsum(math.exp(probs[(*h, w)]) for w in words)
-        lower = math.fsum(math.exp(tmp.log_prob(h[1:], w)) for w in words)
+        lower = math.fsum(math.exp(_backoff_log_prob(probs, bows, order, h[1:], w)) for w in words)
         bows[h] = math.log(max(1.0 - kept, 1e-300) / max(1.0 - lower, 1e-300))
 
 
@@ -483,8 +487,15 @@ def lm_from_any(lm: Any) -> NgramLM:
     raise InvalidParameterError(f"expected an NgramLM, an ARPA path or ARPA bytes, got {type(lm).__name__}")
 
 
-def fusion_lm(lm: NgramLM | None, symbols: Sequence[str], weight: float, bonus: float) -> TokenLM | None:
-    """The :class:`TokenLM` a recogniser decodes with, or None without a model or with ``weight == 0``."""
+def fusion_lm(lm: NgramLM | None, symbols: Sequence[str], weight: float, bonus: float,
+              cached: TokenLM | None = None) -> TokenLM | None:
+    """The :class:`TokenLM` a recogniser decodes with, or None without a model or with ``weight == 0``.
+
+    ``cached`` (the one returned last time) is returned again while model, weight and bonus are unchanged, so its
+    score cache survives from one utterance to the next.
+    """
     if lm is None or weight == 0.0:
         return None
+    if cached is not None and cached.lm is lm and (cached.weight, cached.bonus) == (weight, bonus):
+        return cached
     return lm.bind(symbols, weight=weight, bonus=bonus)

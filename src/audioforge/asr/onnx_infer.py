@@ -228,10 +228,8 @@ class OnnxRecognizer:
     def fusion(self) -> TokenLM | None:
         """The export's language model as the beam search uses it (None without one or with ``lm_weight == 0``)."""
         cfg = self.config
-        f = self._fusion
-        if f is None or (f.weight, f.bonus) != (cfg.lm_weight, cfg.lm_bonus):
-            f = self._fusion = fusion_lm(self.lm, self.tokenizer.symbols, cfg.lm_weight, cfg.lm_bonus)
-        return f
+        self._fusion = fusion_lm(self.lm, self.tokenizer.symbols, cfg.lm_weight, cfg.lm_bonus, self._fusion)
+        return self._fusion
 
     def _fbank(self) -> NumpyFbank:
         return NumpyFbank(**self.frontend)
