@@ -47,6 +47,10 @@ def test_tuning_grid_and_its_no_lm_point(tiny_bundle: Path, tone_manifest: Path)
     with pytest.raises(InvalidParameterError, match="no language model"):
         tune_lm_fusion(rec, m)
     rec.lm, _ = estimate_token_lm(rec.tokenizer, sentences(), 3)
+    with pytest.raises(InvalidParameterError, match="empty"):
+        tune_lm_fusion(rec, Manifest([], root=m.root))
+    with pytest.raises(InvalidParameterError, match="weights >= 0"):
+        tune_lm_fusion(rec, m, weights=[-0.5])
     best, points = tune_lm_fusion(rec, m, weights=[0.0, 0.5, 1.0], bonuses=[0.0, 2.0])
     assert [(p.weight, p.bonus) for p in points] == [(0.0, 0.0), (0.5, 0.0), (0.5, 2.0), (1.0, 0.0), (1.0, 2.0)]
     assert (best.cer, best.wer) == min((p.cer, p.wer) for p in points)
