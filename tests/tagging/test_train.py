@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -34,6 +35,7 @@ from audioforge.tagging.data import (
 from audioforge.tagging.train import (
     TaggingModule,
     _build,
+    check_restarts,
     epoch_checkpoint,
     load_config,
     lr_factor,
@@ -239,6 +241,42 @@ def test_lr_schedule_shape() -> None:
     assert lr_factor(100, **kw) == pytest.approx(0.01) and lr_factor(500, **kw) == pytest.approx(0.01)
 
 
+def test_lr_schedule_warm_restart_against_interpolated_knots() -> None:
+    restarts = check_restarts([{"epoch": 100, "lr_factor": 0.3, "decay_start": 105, "decay_end": 130},
+                               {"epoch": 140, "lr_factor": 0.1, "warmup_epochs": 0, "decay_start": 140,
+                                "decay_end": 150}], decay_end=100)
+    kw = {"warmup_epochs": 5, "decay_start": 50, "decay_end": 100, "last_lr_factor": 0.01, "restarts": restarts}
+    # the multiplier after epoch 5 is piecewise linear through these knots (restart warm-up of 1 epoch by default)
+    knots = [(5, 1.0), (50, 1.0), (100, 0.01), (101, 0.3), (105, 0.3), (130, 0.01), (139.999, 0.01), (140, 0.1),
+             (150, 0.01), (200, 0.01)]
+    xs, ys = zip(*knots, strict=True)
+    for e in np.linspace(5, 199, 777):
+        assert lr_factor(float(e), **kw) == pytest.approx(float(np.interp(e, xs, ys)), abs=1e-3), e
+    assert lr_factor(100.5, **kw) == pytest.approx(0.155)  # halfway up the restart's warm-up
+    plain = {k: v for k, v in kw.items() if k != "restarts"}
+    assert all(lr_factor(e, **kw) == lr_factor(e, **plain) for e in (0, 2.5, 49, 75, 99.9))  # before: unchanged
+
+
+def test_warm_restart_errors() -> None:
+    good = {"epoch": 30, "lr_factor": 0.3, "decay_start": 35, "decay_end": 50}
+    assert check_restarts(None, decay_end=30) == [] and check_restarts([], decay_end=30) == []
+    assert check_restarts([good], decay_end=30)[0]["warmup_epochs"] == 1.0
+    cases = [({"epoch": 30}, "missing keys"), ({**good, "peak": 1}, "unknown keys"),
+             ({**good, "epoch": 20}, "before the previous cycle's decay ends"),
+             ({**good, "lr_factor": 0}, "lr_factor must be > 0"), ({**good, "decay_start": 30.5}, "decay_start"),
+             ({**good, "decay_end": 35}, "decay_end"), ({**good, "lr_factor": "0.3"}, "finite number"),
+             ({**good, "epoch": float("nan")}, "finite number")]
+    for bad, match in cases:
+        with pytest.raises(InvalidParameterError, match=match):
+            check_restarts([bad], decay_end=30)
+    with pytest.raises(InvalidParameterError, match="before the previous cycle"):  # overlapping restarts
+        check_restarts([good, {**good, "epoch": 45, "decay_start": 46, "decay_end": 60}], decay_end=30)
+    with pytest.raises(InvalidParameterError, match="must be a list"):
+        check_restarts({"epoch": 30}, decay_end=30)
+    with pytest.raises(InvalidParameterError, match="restarts"):
+        load_config({"manifest": "m", "out_dir": "o", "decay_end": 30, "restarts": [{"epoch": 10}]})
+
+
 def test_prior_bias_against_float64_reference() -> None:
     t = np.array([[1, 0, 0], [1, 1, 0], [0, 1, 0], [1, 0, 0]], dtype=np.float32)
     p = np.array([3 / 4, 2 / 4, 1e-4])  # the absent class is clipped to the floor
@@ -325,6 +363,28 @@ def test_resume_continues_step_count(corpus: Path, tmp_path: Path) -> None:
     assert second.metrics["steps"] == 6 and second.metrics["epochs"] == 2
     fresh = train_tagger(tiny_config(corpus, tmp_path / "other", max_epochs=1, val_split=None, resume=False))
     assert fresh.metrics["steps"] == 3
+
+
+@pytest.mark.slow
+def test_extend_a_finished_run_with_a_warm_restart(corpus: Path, tmp_path: Path) -> None:
+    """A finished run, copied into a new folder and resumed with a restart and more epochs, continues its step count,
+    follows the restart's learning rate, and keeps writing ``last.ckpt`` (not ``last-v1.ckpt`` beside the copy)."""
+    base = {"max_epochs": 2, "val_split": None, "decay_start": 1, "decay_end": 2}
+    train_tagger(tiny_config(corpus, tmp_path / "first", **base))
+    (tmp_path / "ext" / "checkpoints").mkdir(parents=True)
+    shutil.copy(tmp_path / "first" / "checkpoints" / "last.ckpt", tmp_path / "ext" / "checkpoints" / "last.ckpt")
+    restart = {"epoch": 2, "lr_factor": 0.5, "warmup_epochs": 0, "decay_start": 2, "decay_end": 4}
+    ext = train_tagger(tiny_config(corpus, tmp_path / "ext", **{**base, "max_epochs": 3, "restarts": [restart]}))
+    assert ext.metrics["steps"] == 9 and ext.metrics["epochs"] == 3
+    names = sorted(p.name for p in (tmp_path / "ext" / "checkpoints").iterdir())
+    assert names == ["epoch=2-step=9.ckpt", "last.ckpt"], names
+    state = torch.load(tmp_path / "ext" / "checkpoints" / "last.ckpt", weights_only=False)
+    assert state["epoch"] == 2 and state["global_step"] == 9
+    # after step 9 (epoch 3.0): halfway down the restart's decay from 0.5 to 0.01 of lr 1e-3
+    last_lr = state["lr_schedulers"][0]["_last_lr"]
+    assert last_lr == pytest.approx([1e-3 * (0.5 - 0.5 * 0.49)] * 2)
+    assert ext.options["training"]["restarts"] == [{**restart, "epoch": 2.0, "lr_factor": 0.5,
+                                                    "warmup_epochs": 0.0, "decay_start": 2.0, "decay_end": 4.0}]
 
 
 def test_every_epoch_leaves_a_checkpoint_to_resume_from(tmp_path: Path) -> None:

@@ -421,7 +421,8 @@ def train_asr(config: Mapping[str, Any], *, progress: bool = False) -> Bundle:
     from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.loggers import CSVLogger
 
-    last_cb = ModelCheckpoint(dirpath=ckpt_dir, save_top_k=0, save_last=True,
+    # no version counter: a resume from a copied last.ckpt must overwrite it, not write last-v1.ckpt beside it
+    last_cb = ModelCheckpoint(dirpath=ckpt_dir, save_top_k=0, save_last=True, enable_version_counter=False,
                               every_n_train_steps=int(tr["checkpoint_every_n_steps"]))
     best_cb = ModelCheckpoint(dirpath=ckpt_dir, filename="step{step:08d}-val_loss{val_loss:.5f}",
                               auto_insert_metric_name=False, monitor="val_loss", mode="min",

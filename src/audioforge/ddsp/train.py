@@ -207,6 +207,7 @@ def train_ddsp(config: dict[str, Any] | str | os.PathLike[str], *, progress: boo
     module = DDSPLightning(cfg["preset"], lr=float(cfg["lr"]), lr_decay=float(cfg["lr_decay"]),
                            lr_decay_steps=int(cfg["lr_decay_steps"]))
     ckpt_cb = pl.callbacks.ModelCheckpoint(dirpath=str(work), filename="step{step}", save_last=True, save_top_k=0,
+                                           enable_version_counter=False,  # resume always finds the newest last.ckpt
                                            every_n_train_steps=int(cfg["checkpoint_every"]))
     trainer = pl.Trainer(
         max_steps=int(cfg["max_steps"]), accelerator="cpu", devices=1, gradient_clip_val=float(cfg["grad_clip"]),

@@ -23,6 +23,7 @@ import math
 import os
 import sys
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,8 +54,8 @@ try:
 except ImportError:  # pragma: no cover - lightning is the optional "train" dependency
     pl = None  # type: ignore[assignment]
 
-__all__ = ["TaggingModule", "TrainConfig", "epoch_checkpoint", "load_config", "lr_factor", "plot_training",
-           "prior_bias", "train_tagger"]
+__all__ = ["TaggingModule", "TrainConfig", "check_restarts", "epoch_checkpoint", "load_config", "lr_factor",
+           "plot_training", "prior_bias", "train_tagger"]
 
 _LightningModule = pl.LightningModule if pl is not None else torch.nn.Module
 _Callback = pl.Callback if pl is not None else object
@@ -80,12 +81,31 @@ def prior_bias(targets: np.ndarray, weights: np.ndarray | None = None, *, multi_
 
 
 def lr_factor(epoch: float, *, warmup_epochs: float, decay_start: float, decay_end: float,
-              last_lr_factor: float = 0.01) -> float:
-    """Learning-rate multiplier at (fractional) ``epoch``: PaSST's ``exp_warmup_linear_down``.
+              last_lr_factor: float = 0.01, restarts: Sequence[Mapping[str, float]] = ()) -> float:
+    """Learning-rate multiplier at (fractional) ``epoch``: PaSST's ``exp_warmup_linear_down``, with warm restarts.
 
     ``exp(-5 (1 - e / warmup)^2)`` during the warm-up, 1 until ``decay_start``, then linear down to
     ``last_lr_factor`` at ``decay_end`` and constant after.
+
+    Each restart (a mapping with ``epoch``, ``lr_factor``, ``decay_start``, ``decay_end`` and optionally
+    ``warmup_epochs``, default 1) takes over from its ``epoch`` on: the multiplier ramps linearly from
+    ``last_lr_factor`` to the restart's ``lr_factor`` over its warm-up, stays there until its ``decay_start``, then
+    falls linearly to ``last_lr_factor`` at its ``decay_end``. Restarts continue a converged run with a second,
+    gentler cycle instead of training again from scratch. Validate them with :func:`check_restarts`.
     """
+    active = [r for r in restarts if epoch >= float(r["epoch"])]
+    if active:
+        r = max(active, key=lambda item: float(item["epoch"]))
+        start, peak = float(r["epoch"]), float(r["lr_factor"])
+        warm = float(r.get("warmup_epochs", 1.0))
+        if warm > 0 and epoch < start + warm:
+            return float(last_lr_factor + (peak - last_lr_factor) * (epoch - start) / warm)
+        d0, d1 = float(r["decay_start"]), float(r["decay_end"])
+        if epoch < d0:
+            return peak
+        if epoch >= d1:
+            return float(last_lr_factor)
+        return float(peak - (epoch - d0) / (d1 - d0) * (peak - last_lr_factor))
     if warmup_epochs > 0 and epoch < warmup_epochs:
         return float(math.exp(-5.0 * (1.0 - epoch / warmup_epochs) ** 2))
     if epoch < decay_start:
@@ -94,6 +114,54 @@ def lr_factor(epoch: float, *, warmup_epochs: float, decay_start: float, decay_e
         return float(last_lr_factor)
     frac = (epoch - decay_start) / (decay_end - decay_start)
     return float(1.0 - frac * (1.0 - last_lr_factor))
+
+
+def check_restarts(restarts: Any, *, decay_end: float) -> list[dict[str, float]]:
+    """Validate warm restarts for :func:`lr_factor` and return them as plain dicts sorted by ``epoch``.
+
+    Raises
+    ------
+    InvalidParameterError
+        Not a list of mappings, unknown or missing keys, non-numeric values, a restart before the end of the
+        previous cycle's decay, a non-positive factor, or ``decay_start`` < ``epoch + warmup_epochs`` or
+        ``decay_end`` <= ``decay_start``.
+    """
+    if restarts is None:
+        return []
+    if not isinstance(restarts, (list, tuple)):
+        raise InvalidParameterError(f"restarts must be a list of {{epoch, lr_factor, decay_start, decay_end}} "
+                                    f"objects, got {type(restarts).__name__}")
+    need, allowed = {"epoch", "lr_factor", "decay_start", "decay_end"}, {"warmup_epochs"}
+    out: list[dict[str, float]] = []
+    for i, r in enumerate(restarts):
+        if not isinstance(r, Mapping):
+            raise InvalidParameterError(f"restarts[{i}] must be an object, got {r!r}")
+        missing, unknown = sorted(need - set(r)), sorted(set(r) - need - allowed)
+        if missing or unknown:
+            raise InvalidParameterError(f"restarts[{i}]: missing keys {missing}, unknown keys {unknown}; each "
+                                        f"restart needs {sorted(need)} (optional: warmup_epochs)")
+        vals = {}
+        for k, v in r.items():
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                raise InvalidParameterError(f"restarts[{i}].{k} must be a finite number, got {v!r}")
+            vals[k] = float(v)
+        vals.setdefault("warmup_epochs", 1.0)
+        out.append(vals)
+    out.sort(key=lambda item: item["epoch"])
+    previous_end = decay_end
+    for r in out:
+        if r["epoch"] < previous_end:
+            raise InvalidParameterError(f"restart at epoch {r['epoch']:g} begins before the previous cycle's decay "
+                                        f"ends (epoch {previous_end:g}); restart at or after it")
+        if r["lr_factor"] <= 0 or r["warmup_epochs"] < 0:
+            raise InvalidParameterError(f"restart at epoch {r['epoch']:g}: lr_factor must be > 0 and "
+                                        f"warmup_epochs >= 0")
+        if not r["epoch"] + r["warmup_epochs"] <= r["decay_start"] < r["decay_end"]:
+            raise InvalidParameterError(f"restart at epoch {r['epoch']:g}: need epoch + warmup_epochs <= "
+                                        f"decay_start < decay_end, got decay_start {r['decay_start']:g}, "
+                                        f"decay_end {r['decay_end']:g}")
+        previous_end = r["decay_end"]
+    return out
 
 
 @dataclass
@@ -115,8 +183,10 @@ class TrainConfig:
         ``"mel"`` (cached log-mels, augmentation in the mel domain) or ``"wave"`` (front end on the fly).
     multi_label
         BCE-with-logits on multi-hot targets (True) or cross-entropy on single labels (False).
-    lr, weight_decay, warmup_epochs, decay_start, decay_end, last_lr_factor
-        AdamW and :func:`lr_factor` (epochs; fractional epochs are used per step).
+    lr, weight_decay, warmup_epochs, decay_start, decay_end, last_lr_factor, restarts
+        AdamW and :func:`lr_factor` (epochs; fractional epochs are used per step). ``restarts`` lists warm
+        restarts after the first cycle (see :func:`lr_factor`); a run can be extended by adding one and raising
+        ``max_epochs``, and resumes from its last checkpoint.
     val_every
         Validate every this many epochs (the validation split is scored with the evaluation front end).
     swa, swa_start, swa_every
@@ -157,6 +227,7 @@ class TrainConfig:
     decay_start: float = 15.0
     decay_end: float = 30.0
     last_lr_factor: float = 0.01
+    restarts: list[dict[str, float]] = field(default_factory=list)
     swa: bool = True
     swa_start: int = 20
     swa_every: int = 2
@@ -230,6 +301,7 @@ def load_config(config: TrainConfig | dict[str, Any] | str | os.PathLike[str]) -
                                     "(structured Patchout keeps it)")
     if not (isinstance(out.filter_db, (int, float)) and 0 <= out.filter_db <= 20):
         raise InvalidParameterError(f"filter_db={out.filter_db!r}: use 0 (off) to 20 dB (random equaliser range)")
+    out.restarts = check_restarts(out.restarts, decay_end=out.decay_end)
     if out.precision not in ("32", "32-true", "bf16-mixed", "bf16-true", "16-mixed"):
         raise InvalidParameterError(f"precision={out.precision!r}; use '32' or 'bf16-mixed' (CPU)")
     return out
@@ -259,11 +331,13 @@ class TaggingModule(_LightningModule):  # type: ignore[misc,valid-type]
                  features: str = "mel", labels: list[str] | None = None, multi_label: bool = True,
                  lr: float = 1e-3, weight_decay: float = 1e-4, warmup_epochs: float = 3.0,
                  decay_start: float = 15.0, decay_end: float = 30.0, last_lr_factor: float = 0.01,
+                 restarts: Sequence[Mapping[str, float]] = (),
                  mixup_alpha: float = 0.3, gain_db: float = 7.0, swa: bool = True, swa_start: int = 20,
                  swa_every: int = 2, frame_loss_weight: float = 0.0, filter_db: float = 0.0) -> None:
         if pl is None:  # pragma: no cover
             raise MissingToolError("training needs lightning: pip install 'audioforge[train]'")
         super().__init__()
+        restarts = check_restarts(list(restarts), decay_end=decay_end)
         self.save_hyperparameters()
         self.model = PaSST(**model_config)
         # head_dist is kept for checkpoint compatibility but unused by forward: freeze it so that DDP does not wait
@@ -378,9 +452,11 @@ class TaggingModule(_LightningModule):  # type: ignore[misc,valid-type]
                                  {"params": plain, "weight_decay": 0.0}], lr=hp.lr)
         steps_per_epoch = max(1, int(self.trainer.estimated_stepping_batches) // max(1, self.trainer.max_epochs))
 
+        restarts = check_restarts(list(hp.restarts), decay_end=hp.decay_end)
+
         def factor(step: int) -> float:
             return lr_factor(step / steps_per_epoch, warmup_epochs=hp.warmup_epochs, decay_start=hp.decay_start,
-                             decay_end=hp.decay_end, last_lr_factor=hp.last_lr_factor)
+                             decay_end=hp.decay_end, last_lr_factor=hp.last_lr_factor, restarts=restarts)
 
         sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
@@ -448,6 +524,7 @@ def _build(cfg: TrainConfig) -> tuple[TaggingDataModule, TaggingModule]:
     module = TaggingModule(model_cfg, fe_cfg, features=cfg.features, labels=dm.labels, multi_label=cfg.multi_label,
                            lr=cfg.lr, weight_decay=cfg.weight_decay, warmup_epochs=cfg.warmup_epochs,
                            decay_start=cfg.decay_start, decay_end=cfg.decay_end, last_lr_factor=cfg.last_lr_factor,
+                           restarts=cfg.restarts,
                            mixup_alpha=cfg.mixup_alpha, gain_db=cfg.gain_db, swa=cfg.swa, swa_start=cfg.swa_start,
                            swa_every=cfg.swa_every, frame_loss_weight=cfg.frame_loss_weight, filter_db=cfg.filter_db)
     if cfg.head_bias == "prior":  # validated by load_config
@@ -503,12 +580,15 @@ def epoch_checkpoint(ckpt_dir: str | Path) -> Any:
 
     Lightning writes ``last.ckpt`` at an epoch's end only when a regular checkpoint was written at that step, so a
     callback with ``save_top_k=0`` leaves nothing to resume from until training ends. Keeping the newest regular
-    checkpoint (``save_top_k=1``, no monitored metric) makes every epoch resumable.
+    checkpoint (``save_top_k=1``, no monitored metric) makes every epoch resumable. The version counter is off:
+    a run resumed from a ``last.ckpt`` copied from another folder (to extend a finished run) would otherwise write
+    ``last-v1.ckpt`` beside it, and the next resume would go back to the stale copy.
     """
     if pl is None:  # pragma: no cover
         raise MissingToolError("training needs lightning: pip install 'audioforge[train]'")
     return pl.callbacks.ModelCheckpoint(dirpath=str(ckpt_dir), save_last=True, save_top_k=1, monitor=None,
-                                        every_n_epochs=1, save_on_train_epoch_end=True)
+                                        every_n_epochs=1, save_on_train_epoch_end=True,
+                                        enable_version_counter=False)
 
 
 def train_tagger(config: TrainConfig | dict[str, Any] | str | os.PathLike[str]) -> Bundle:
