@@ -188,7 +188,7 @@ def stage_lm(cfg: dict[str, Any], work: Path) -> dict[str, Any]:
 def stage_evaluate(cfg: dict[str, Any], work: Path) -> dict[str, Any]:
     import torch
 
-    from audioforge.asr.evaluate import evaluate_bundle, format_table
+    from audioforge.asr.evaluate import error_rates_by, evaluate_bundle, format_breakdown, format_table
 
     e = cfg["evaluate"]
     # one thread, as the RTF floors are stated; more threads than free cores made a 15 s evaluation take over
@@ -199,8 +199,12 @@ def stage_evaluate(cfg: dict[str, Any], work: Path) -> dict[str, Any]:
                               chunk_size=int(e["chunk_size"]), pocketsphinx=bool(e["pocketsphinx"]),
                               max_utterances=e.get("max_utterances"))
     table = format_table(results)
-    (work / "eval.md").write_text("# Held-out test split\n\n" + table, encoding="utf-8")
-    doc = {r.system: r.to_dict() for r in results}
+    # per voice: the test split mixes held-out voices of different engines, and their error rates differ widely
+    by_voice = {r.system: error_rates_by(r, work / "corpus" / "manifest.jsonl", "voice", split="test")
+                for r in results}
+    (work / "eval.md").write_text("# Held-out test split\n\n" + table + "\n## Per voice\n\n"
+                                  + format_breakdown(by_voice, "voice"), encoding="utf-8")
+    doc = {r.system: {**r.to_dict(), "by_voice": by_voice[r.system]} for r in results}
     (work / "eval.json").write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
     log(f"evaluate ({time.time() - t:.0f} s):\n{table}")
     return doc

@@ -72,6 +72,13 @@ def test_asr_evaluate_command(tiny_bundle: Path, tone_manifest: Path) -> None:  
     res = runner.invoke(app, ["asr", "evaluate", str(tiny_bundle), str(tone_manifest), "--no-pocketsphinx",
                               "--max-utterances", "1", "--json"])
     assert json.loads(res.output)[0]["system"] == "u2 full context"
+    res = runner.invoke(app, ["asr", "evaluate", str(tiny_bundle), str(tone_manifest), "--no-pocketsphinx",
+                              "--max-utterances", "2", "--by", "split", "--json"])
+    rows = json.loads(res.output)
+    assert [r["by_split"]["test"]["utterances"] for r in rows] == [2, 2]
+    res = runner.invoke(app, ["asr", "evaluate", str(tiny_bundle), str(tone_manifest), "--no-pocketsphinx",
+                              "--max-utterances", "2", "--by", "split"])
+    assert "| split | utterances | u2 full context CER / WER % |" in res.output
 
 
 def test_shipped_recognizer_is_small_and_transcribes_a_held_out_voice(tmp_path: Path) -> None:

@@ -11,8 +11,10 @@ from audioforge.asr.evaluate import (
     EvaluationResult,
     PocketsphinxRecognizer,
     error_rates,
+    error_rates_by,
     evaluate_bundle,
     evaluate_transcriber,
+    format_breakdown,
     format_table,
     normalize_text,
 )
@@ -83,3 +85,42 @@ def test_evaluate_bundle(tiny_bundle: Path, tone_manifest: Path) -> None:  # noq
         evaluate_bundle(tiny_bundle, tone_manifest, full_context=False, streaming=False, pocketsphinx=False)
     with pytest.raises(InvalidParameterError, match="chunk_size"):
         evaluate_bundle(tiny_bundle, tone_manifest, chunk_size=0)
+
+
+def _levenshtein(a: list[str], b: list[str]) -> int:
+    """Plain dynamic-programming edit distance (the reference for the grouped scores)."""
+    row = list(range(len(b) + 1))
+    for i, x in enumerate(a, 1):
+        prev, row[0] = row[0], i
+        for j, y in enumerate(b, 1):
+            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (x != y))
+    return row[-1]
+
+
+def test_error_rates_by_voice_against_edit_distances(tmp_path: Path) -> None:
+    from audioforge.corpora.manifest import Manifest
+
+    rows = [("u1", "kal", "the cat sat", "the cat sad"), ("u2", "kal", "a dog ran", "a dog ran"),
+            ("u3", "m1", "hello world", "yellow word"), ("u4", None, "one two", "one"),
+            ("u5", "m1", "skip me", "skip me")]
+    entries = [{"key": k, "wav": f"{k}.wav", "txt": ref, "duration": 1.0, "split": "test",
+                **({"voice": v} if v else {})} for k, v, ref, _ in rows]
+    path = Manifest(entries, root=tmp_path).save(tmp_path / "m.jsonl")
+    scored = rows[:4]  # u5 was not scored (e.g. max_utterances): it must not count
+    res = EvaluationResult("sys", 0.0, 0.0, len(scored), 4.0, 1.0, {k: hyp for k, _, _, hyp in scored})
+    got = error_rates_by(res, path, "voice", split="test")
+    assert list(got) == ["(none)", "kal", "m1"]
+    for group in got:
+        members = [(ref, hyp) for _, v, ref, hyp in scored if (v or "(none)") == group]
+        chars = sum(_levenshtein(list(r), list(h)) for r, h in members) / sum(len(r) for r, _ in members)
+        words = sum(_levenshtein(r.split(), h.split()) for r, h in members) / sum(len(r.split()) for r, _ in members)
+        assert got[group]["cer"] == pytest.approx(100 * chars) and got[group]["wer"] == pytest.approx(100 * words)
+        assert got[group]["utterances"] == len(members)
+    table = format_breakdown({"sys": got, "other": {"kal": got["kal"]}}, "voice")
+    assert table.splitlines()[0] == "| voice | utterances | sys CER / WER % | other CER / WER % |"
+    assert f"| kal | 2 | {got['kal']['cer']:.2f} / {got['kal']['wer']:.2f} |" in table
+    assert table.splitlines()[-1] == f"| m1 | 1 | {got['m1']['cer']:.2f} / 100.00 |  |"  # m1: absent from "other"
+    with pytest.raises(InvalidParameterError, match="no hypotheses"):
+        error_rates_by(EvaluationResult("bare", 0, 0, 0, 0, 0), path, "voice")
+    with pytest.raises(InvalidParameterError, match="missing from the manifest"):
+        error_rates_by(EvaluationResult("x", 0, 0, 1, 1, 1, {"zz": "a"}), path, "voice")

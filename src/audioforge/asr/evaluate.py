@@ -25,8 +25,10 @@ __all__ = [
     "EvaluationResult",
     "PocketsphinxRecognizer",
     "error_rates",
+    "error_rates_by",
     "evaluate_bundle",
     "evaluate_transcriber",
+    "format_breakdown",
     "format_table",
     "normalize_text",
 ]
@@ -249,4 +251,58 @@ def format_table(results: Sequence[EvaluationResult]) -> str:
     for r in results:
         lines.append(f"| {r.system} | {r.utterances} | {r.audio_s / 3600:.3f} | {r.cer:.2f} | {r.wer:.2f} | "
                      f"{r.rtf:.3f} |")
+    return "\n".join(lines) + "\n"
+
+
+def error_rates_by(
+    result: EvaluationResult,
+    manifest: Manifest | str | os.PathLike[str],
+    field: str,
+    *,
+    split: str | None = None,
+) -> dict[str, dict[str, float]]:
+    """CER/WER of ``result`` per value of a manifest field (e.g. ``"voice"``, ``"speaker"``, ``"engine"``).
+
+    Every hypothesis of ``result`` is matched to its manifest entry by ``key``; each group is scored as a corpus
+    (:func:`error_rates` of its utterances). Groups come sorted by name; entries without the field form the group
+    ``"(none)"``.
+
+    Returns
+    -------
+    dict
+        ``{group: {"cer": ..., "wer": ..., "utterances": n}}``.
+
+    Raises
+    ------
+    InvalidParameterError
+        ``result`` holds no hypotheses (scored without keeping them), or a hypothesis whose key is not in the
+        manifest (a result of another manifest or split).
+    """
+    if not result.hypotheses:
+        raise InvalidParameterError(f"{result.system!r} holds no hypotheses to group: score it with "
+                                    "evaluate_transcriber / evaluate_bundle, which keep them")
+    entries = {str(e["key"]): e for e in load_manifest(manifest, split=split)}
+    missing = [k for k in result.hypotheses if k not in entries]
+    if missing:
+        raise InvalidParameterError(f"{len(missing)} hypotheses of {result.system!r} have keys missing from the "
+                                    f"manifest (first: {missing[0]!r}); group with the manifest and split scored")
+    groups: dict[str, tuple[list[str], list[str]]] = {}
+    for key, hyp in result.hypotheses.items():
+        e = entries[key]
+        refs, hyps = groups.setdefault(str(e.get(field, "(none)")), ([], []))
+        refs.append(str(e["txt"]))
+        hyps.append(hyp)
+    return {g: {**error_rates(r, h), "utterances": len(r)} for g, (r, h) in sorted(groups.items())}
+
+
+def format_breakdown(breakdowns: dict[str, dict[str, dict[str, float]]], field: str) -> str:
+    """A markdown table of :func:`error_rates_by` for several systems: one row per group, CER / WER per system."""
+    systems = list(breakdowns)
+    groups = sorted({g for b in breakdowns.values() for g in b})
+    counts = {g: next(b[g]["utterances"] for b in breakdowns.values() if g in b) for g in groups}
+    head = f"| {field} | utterances | " + " | ".join(f"{s} CER / WER %" for s in systems) + " |"
+    lines = [head, "|---|---:|" + "---:|" * len(systems)]
+    for g in groups:
+        cells = [f"{b[g]['cer']:.2f} / {b[g]['wer']:.2f}" if g in b else "" for b in breakdowns.values()]
+        lines.append(f"| {g} | {int(counts[g])} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

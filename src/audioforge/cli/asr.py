@@ -185,16 +185,21 @@ def evaluate_cmd(
     pocketsphinx: bool = typer.Option(True, "--pocketsphinx/--no-pocketsphinx", help="Score the peer too."),
     max_utterances: int | None = typer.Option(None, "--max-utterances", help="First N utterances only."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    by: str | None = typer.Option(None, "--by", help="Also score per value of this manifest field (e.g. voice)."),
 ) -> None:
     """CER/WER of BUNDLE full context and streaming, and of pocketsphinx, on MANIFEST."""
-    from ..asr.evaluate import evaluate_bundle, format_table
+    from ..asr.evaluate import error_rates_by, evaluate_bundle, format_breakdown, format_table
 
     results = evaluate_bundle(bundle, manifest, split=split or None, chunk_size=chunk_size,
                               pocketsphinx=pocketsphinx, max_utterances=max_utterances)
+    groups = {r.system: error_rates_by(r, manifest, by, split=split or None) for r in results} if by else {}
     if as_json:
-        typer.echo(json.dumps([r.to_dict() for r in results], indent=2))
+        typer.echo(json.dumps([{**r.to_dict(), **({f"by_{by}": groups[r.system]} if by else {})} for r in results],
+                              indent=2))
     else:
         typer.echo(format_table(results))
+        if by:
+            typer.echo(format_breakdown(groups, by))
 
 
 def _read_sentences(paths: list[Path]) -> list[str]:
