@@ -454,3 +454,42 @@ def test_ddp_two_cpu_processes(corpus: Path, tmp_path: Path) -> None:
     assert metrics["steps"] == 3
     assert (out / "bundle" / "model.safetensors").is_file()
     assert "test_mAP" in json.loads((out / "bundle" / "config.json").read_text())["metrics"]
+
+
+@pytest.mark.slow
+def test_fine_tune_from_a_bundle(corpus: Path, tmp_path: Path) -> None:
+    """``init_from`` starts a fresh run from a bundle's weights: all of them when the labels are the same, all but
+    the classifier for another label set; a bundle of another architecture or task is refused with the report."""
+    from audioforge.bundle import Bundle
+    from audioforge.errors import CheckpointError
+
+    first = train_tagger(tiny_config(corpus, tmp_path / "a", max_epochs=1, val_split=None))
+    source = first.path
+    assert source is not None
+    cfg = load_config(tiny_config(corpus, tmp_path / "b", init_from=str(source), head_bias="prior"))
+    _, module = _build(cfg)
+    got = module.model.state_dict()
+    assert all(torch.equal(got[k], v) for k, v in first.state_dict.items())  # head kept: no prior bias over it
+    assert module.init_report["head"] == "kept"
+
+    relabelled = load_config(tiny_config(corpus, tmp_path / "c", init_from=str(source), labels=LABELS[::-1]))
+    _, other = _build(relabelled)
+    head = {"head.1.weight", "head.1.bias", "head_dist.weight", "head_dist.bias"}
+    got = other.model.state_dict()
+    assert other.init_report["head"] == "re-initialised"
+    assert all(torch.equal(got[k], v) for k, v in first.state_dict.items() if k not in head)
+    assert not torch.equal(got["head.1.weight"], first.state_dict["head.1.weight"])
+
+    (tmp_path / "ft.json").write_text(json.dumps(tiny_config(corpus, tmp_path / "ft", init_from="a/bundle",
+                                                             max_epochs=1, val_split=None)), "utf-8")
+    assert load_config(tmp_path / "ft.json").init_from == str(tmp_path / "a" / "bundle")  # relative to the config
+    tuned = train_tagger(tmp_path / "ft.json")
+    assert tuned.metrics["init_from"]["head"] == "kept" and tuned.metrics["steps"] == 3  # a fresh schedule
+
+    wide = load_config(tiny_config(corpus, tmp_path / "d", init_from=str(source), preset="passt_tiny"))
+    with pytest.raises(CheckpointError, match="does not fit"):
+        _build(wide)
+    asr = Bundle(task="asr", architecture="u2", hyperparameters={}, state_dict={"w": torch.zeros(1)})
+    asr.save(tmp_path / "asr")
+    with pytest.raises(CheckpointError, match="not a tagging one"):
+        _build(load_config(tiny_config(corpus, tmp_path / "e", init_from=str(tmp_path / "asr"))))

@@ -32,8 +32,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F  # noqa: N812 - the conventional alias
 
-from ..bundle import Bundle
-from ..errors import InvalidParameterError, MissingToolError
+from ..bundle import Bundle, format_report, state_dict_report
+from ..errors import CheckpointError, InvalidParameterError, MissingToolError
 from .data import (
     TaggingDataModule,
     mel_filter_augment,
@@ -54,8 +54,8 @@ try:
 except ImportError:  # pragma: no cover - lightning is the optional "train" dependency
     pl = None  # type: ignore[assignment]
 
-__all__ = ["TaggingModule", "TrainConfig", "check_restarts", "epoch_checkpoint", "load_config", "lr_factor",
-           "plot_training", "prior_bias", "train_tagger"]
+__all__ = ["TaggingModule", "TrainConfig", "check_restarts", "epoch_checkpoint", "init_from_bundle",
+           "load_config", "lr_factor", "plot_training", "prior_bias", "train_tagger"]
 
 _LightningModule = pl.LightningModule if pl is not None else torch.nn.Module
 _Callback = pl.Callback if pl is not None else object
@@ -197,6 +197,11 @@ class TrainConfig:
     head_bias
         ``None``: the classifier's bias starts at zero (the official initialisation); ``"prior"``: at the label prior
         of the training draw (:func:`prior_bias`). Applies to a fresh run, not to a resumed one.
+    init_from
+        Fine-tuning: a tagging bundle (folder or shipped name, e.g. one made by
+        :func:`~audioforge.tagging.load_official_checkpoint` or an earlier run) whose weights start a fresh run
+        (:func:`init_from_bundle`); the optimizer and schedule start anew. Relative folders resolve against the
+        config file's folder. Ignored when the run resumes from its own checkpoint.
     precision, accumulate_grad_batches, strategy, devices, num_nodes, accelerator
         Passed to ``lightning.Trainer``.
     """
@@ -232,6 +237,7 @@ class TrainConfig:
     swa_start: int = 20
     swa_every: int = 2
     head_bias: str | None = None
+    init_from: str | None = None
     strong_labels: bool = False
     frame_loss_weight: float = 0.0
     precision: str = "32"
@@ -286,6 +292,9 @@ def load_config(config: TrainConfig | dict[str, Any] | str | os.PathLike[str]) -
             p = Path(cfg[key])
             if not p.is_absolute():
                 cfg[key] = str(base / p)
+        init = cfg.get("init_from")
+        if isinstance(init, str) and not Path(init).is_absolute() and (base / init).exists():
+            cfg["init_from"] = str(base / init)  # else a shipped bundle name, resolved by Bundle.load
     out = TrainConfig(**cfg)
     if out.features not in ("mel", "wave"):
         raise InvalidParameterError(f"features={out.features!r}; use 'mel' or 'wave'")
@@ -350,6 +359,7 @@ class TaggingModule(_LightningModule):  # type: ignore[misc,valid-type]
         self.swa_state: dict[str, torch.Tensor] | None = None
         self.swa_count = 0
         self._val: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self.init_report: dict[str, Any] = {}
         self.history: list[dict[str, Any]] = []
 
     # -- steps -------------------------------------------------------------------------------------------------------
@@ -511,7 +521,42 @@ class _EpochLog(_Callback):  # type: ignore[misc,valid-type]
             fh.write(json.dumps(row) + "\n")
 
 
-def _build(cfg: TrainConfig) -> tuple[TaggingDataModule, TaggingModule]:
+def init_from_bundle(module: TaggingModule, bundle: Bundle | str | os.PathLike[str]) -> dict[str, Any]:
+    """Load a tagging bundle's weights into ``module`` to fine-tune it.
+
+    Every weight but the classifier must match the module's architecture in name and shape. The classifier
+    (``head.1``, ``head_dist``) is kept when the bundle's labels are the module's, in the same order; otherwise it
+    keeps the module's fresh initialisation (another label set, e.g. an AudioSet checkpoint fine-tuned on your
+    classes). The outcome is stored as ``module.init_report`` and returned: ``{"bundle", "head": "kept" |
+    "re-initialised", "labels_in_bundle"}``.
+
+    Raises
+    ------
+    CheckpointError
+        The bundle is missing or not a tagging bundle, or its weights do not fit the architecture (the message
+        lists missing, unexpected and mis-shaped keys).
+    """
+    from .checkpoint import _HEAD_KEYS
+
+    b = bundle if isinstance(bundle, Bundle) else Bundle.load(bundle)
+    name = str(b.path) if b.path is not None else "<in-memory bundle>"
+    if b.task != "tagging":
+        raise CheckpointError(f"init_from {name}: a {b.task!r} bundle, not a tagging one; give a tagger's bundle")
+    keep_head = list(b.labels) == list(module.labels)
+    state = {k: v for k, v in b.state_dict.items() if keep_head or k not in _HEAD_KEYS}
+    expected = {k: tuple(v.shape) for k, v in module.model.state_dict().items()
+                if keep_head or k not in _HEAD_KEYS}
+    text = format_report(state_dict_report(state, expected))
+    if text:
+        raise CheckpointError(f"init_from {name} ({b.architecture}) does not fit the model being trained:\n{text}\n"
+                              "Use the bundle's preset and model settings (Patchout settings may differ).")
+    module.model.load_state_dict(state, strict=keep_head)
+    module.init_report = {"bundle": name, "head": "kept" if keep_head else "re-initialised",
+                          "labels_in_bundle": len(b.labels)}
+    return module.init_report
+
+
+def _build(cfg: TrainConfig, *, resuming: bool = False) -> tuple[TaggingDataModule, TaggingModule]:
     fe_cfg = PasstFrontend(**cfg.frontend).config()
     dm = TaggingDataModule(cfg.manifest, labels=cfg.labels, train_split=cfg.train_split, val_split=cfg.val_split,
                            features=cfg.features, frontend=fe_cfg,
@@ -527,7 +572,9 @@ def _build(cfg: TrainConfig) -> tuple[TaggingDataModule, TaggingModule]:
                            restarts=cfg.restarts,
                            mixup_alpha=cfg.mixup_alpha, gain_db=cfg.gain_db, swa=cfg.swa, swa_start=cfg.swa_start,
                            swa_every=cfg.swa_every, frame_loss_weight=cfg.frame_loss_weight, filter_db=cfg.filter_db)
-    if cfg.head_bias == "prior":  # validated by load_config
+    if cfg.init_from is not None and not resuming:  # a resumed run takes its weights from its checkpoint
+        init_from_bundle(module, cfg.init_from)
+    if cfg.head_bias == "prior" and not (cfg.init_from is not None and module.init_report.get("head") == "kept"):
         entries = list(dm.train_manifest)
         targets = np.stack([multi_hot(e["labels"], dm.labels) for e in entries])
         weights = sample_weights(dm.train_manifest, dm.labels) if cfg.weighted_sampler else None
@@ -618,8 +665,9 @@ def train_tagger(config: TrainConfig | dict[str, Any] | str | os.PathLike[str]) 
     if cfg.threads:
         torch.set_num_threads(int(cfg.threads))
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
-    dm, module = _build(cfg)
     ckpt_dir = out / "checkpoints"
+    last = ckpt_dir / "last.ckpt"
+    dm, module = _build(cfg, resuming=cfg.resume and last.is_file())
     ckpt_cb = epoch_checkpoint(ckpt_dir)
     trainer_kw: dict[str, Any] = {}
     if cfg.limit_train_batches is not None:
@@ -633,12 +681,13 @@ def train_tagger(config: TrainConfig | dict[str, Any] | str | os.PathLike[str]) 
         enable_progress_bar=cfg.progress, enable_model_summary=False, num_sanity_val_steps=0,
         log_every_n_steps=10, deterministic=False, check_val_every_n_epoch=max(1, int(cfg.val_every)), **trainer_kw,
     )
-    last = ckpt_dir / "last.ckpt"
     start = time.perf_counter()
     trainer.fit(module, datamodule=dm, ckpt_path=str(last) if cfg.resume and last.is_file() else None)
     seconds = time.perf_counter() - start
     metrics: dict[str, Any] = {"train_seconds_this_run": round(seconds, 1), "epochs": int(trainer.current_epoch),
                                "steps": int(trainer.global_step), "train_clips": len(dm.train_manifest)}
+    if module.init_report:
+        metrics["init_from"] = module.init_report
     options = {"source": "audioforge.tagging.train", "training": {
         k: v for k, v in cfg.to_dict().items() if k not in ("manifest", "out_dir", "progress")}}
     bundle = make_bundle(module, preset=cfg.preset, metrics=metrics, options=options, averaged=cfg.swa)
