@@ -493,3 +493,12 @@ def test_fine_tune_from_a_bundle(corpus: Path, tmp_path: Path) -> None:
     asr.save(tmp_path / "asr")
     with pytest.raises(CheckpointError, match="not a tagging one"):
         _build(load_config(tiny_config(corpus, tmp_path / "e", init_from=str(tmp_path / "asr"))))
+
+
+def test_module_entry_point_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from audioforge.tagging.train import main
+
+    assert main(["--help"]) == 0 and "usage" in capsys.readouterr().err
+    assert main([]) == 2
+    assert main([str(tmp_path / "missing.json")]) == 2
+    assert "training config not found" in capsys.readouterr().err  # a message, not a traceback

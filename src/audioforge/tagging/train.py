@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812 - the conventional alias
 
 from ..bundle import Bundle, format_report, state_dict_report
-from ..errors import CheckpointError, InvalidParameterError, MissingToolError
+from ..errors import AudioForgeError, CheckpointError, InvalidParameterError, MissingToolError
 from .data import (
     TaggingDataModule,
     mel_filter_augment,
@@ -713,10 +713,14 @@ def train_tagger(config: TrainConfig | dict[str, Any] | str | os.PathLike[str]) 
 def main(argv: list[str] | None = None) -> int:
     """``python -m audioforge.tagging.train CONFIG``: train from a JSON config (the DDP-safe entry point)."""
     args = list(sys.argv[1:] if argv is None else argv)
-    if len(args) != 1:
+    if len(args) != 1 or args[0] in ("-h", "--help"):
         print("usage: python -m audioforge.tagging.train CONFIG.json", file=sys.stderr)
+        return 0 if args in (["-h"], ["--help"]) else 2
+    try:
+        bundle = train_tagger(args[0])
+    except AudioForgeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 2
-    bundle = train_tagger(args[0])
     print(json.dumps(bundle.metrics, default=float))
     return 0
 
