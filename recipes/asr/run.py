@@ -188,6 +188,7 @@ def stage_lm(cfg: dict[str, Any], work: Path) -> dict[str, Any]:
 def stage_evaluate(cfg: dict[str, Any], work: Path) -> dict[str, Any]:
     import torch
 
+    from audioforge.asr.data import load_manifest
     from audioforge.asr.evaluate import error_rates_by, evaluate_bundle, format_breakdown, format_table
 
     e = cfg["evaluate"]
@@ -195,13 +196,13 @@ def stage_evaluate(cfg: dict[str, Any], work: Path) -> dict[str, Any]:
     # 10 min while two trainings ran (spin-waiting intra-op threads)
     torch.set_num_threads(int(e.get("threads", 1)))
     t = time.time()
-    results = evaluate_bundle(work / "train" / "bundle", work / "corpus" / "manifest.jsonl", split="test",
+    test = load_manifest(work / "corpus" / "manifest.jsonl", split="test")  # read once for scoring and grouping
+    results = evaluate_bundle(work / "train" / "bundle", test, split=None,
                               chunk_size=int(e["chunk_size"]), pocketsphinx=bool(e["pocketsphinx"]),
                               max_utterances=e.get("max_utterances"))
     table = format_table(results)
     # per voice: the test split mixes held-out voices of different engines, and their error rates differ widely
-    by_voice = {r.system: error_rates_by(r, work / "corpus" / "manifest.jsonl", "voice", split="test")
-                for r in results}
+    by_voice = {r.system: error_rates_by(r, test, "voice") for r in results}
     (work / "eval.md").write_text("# Held-out test split\n\n" + table + "\n## Per voice\n\n"
                                   + format_breakdown(by_voice, "voice"), encoding="utf-8")
     doc = {r.system: {**r.to_dict(), "by_voice": by_voice[r.system]} for r in results}

@@ -188,11 +188,13 @@ def evaluate_cmd(
     by: str | None = typer.Option(None, "--by", help="Also score per value of this manifest field (e.g. voice)."),
 ) -> None:
     """CER/WER of BUNDLE full context and streaming, and of pocketsphinx, on MANIFEST."""
+    from ..asr.data import load_manifest
     from ..asr.evaluate import error_rates_by, evaluate_bundle, format_breakdown, format_table
 
-    results = evaluate_bundle(bundle, manifest, split=split or None, chunk_size=chunk_size,
+    entries = load_manifest(manifest, split=split or None)  # read once for scoring and grouping
+    results = evaluate_bundle(bundle, entries, split=None, chunk_size=chunk_size,
                               pocketsphinx=pocketsphinx, max_utterances=max_utterances)
-    groups = {r.system: error_rates_by(r, manifest, by, split=split or None) for r in results} if by else {}
+    groups = {r.system: error_rates_by(r, entries, by) for r in results} if by else {}
     if as_json:
         typer.echo(json.dumps([{**r.to_dict(), **({f"by_{by}": groups[r.system]} if by else {})} for r in results],
                               indent=2))

@@ -38,7 +38,8 @@ __all__ = [
 #: Classes of the AudioSet ontology the official checkpoints were trained on.
 AUDIOSET_NUM_CLASSES = 527
 _PREFIXES = ("net.", "model.", "module.")
-_HEAD_KEYS = ("head.1.weight", "head.1.bias", "head_dist.weight", "head_dist.bias")
+# the classifier: replaced when a checkpoint is loaded or fine-tuned for another label set
+HEAD_KEYS = ("head.1.weight", "head.1.bias", "head_dist.weight", "head_dist.bias")
 
 
 def default_labels(num_classes: int) -> list[str]:
@@ -236,13 +237,13 @@ def load_official_checkpoint(
     target = num_classes if num_classes is not None else (ckpt_classes or AUDIOSET_NUM_CLASSES)
     reinit = ckpt_classes is not None and target != ckpt_classes
     if reinit:
-        state = {k: v for k, v in state.items() if k not in _HEAD_KEYS}
+        state = {k: v for k, v in state.items() if k not in HEAD_KEYS}
     params = preset_config(arch, num_classes=target)
     with torch.device("meta"):
         reference = PaSST(**params)
     expected = {k: tuple(v.shape) for k, v in reference.state_dict().items()}
     if reinit:
-        expected = {k: v for k, v in expected.items() if k not in _HEAD_KEYS}
+        expected = {k: v for k, v in expected.items() if k not in HEAD_KEYS}
     report = state_dict_report(state, expected)
     text = format_report(report)
     if text:

@@ -34,6 +34,7 @@ import torch.nn.functional as F  # noqa: N812 - the conventional alias
 
 from ..bundle import Bundle, format_report, state_dict_report
 from ..errors import AudioForgeError, CheckpointError, InvalidParameterError, MissingToolError
+from .checkpoint import HEAD_KEYS
 from .data import (
     TaggingDataModule,
     mel_filter_augment,
@@ -462,11 +463,9 @@ class TaggingModule(_LightningModule):  # type: ignore[misc,valid-type]
                                  {"params": plain, "weight_decay": 0.0}], lr=hp.lr)
         steps_per_epoch = max(1, int(self.trainer.estimated_stepping_batches) // max(1, self.trainer.max_epochs))
 
-        restarts = check_restarts(list(hp.restarts), decay_end=hp.decay_end)
-
         def factor(step: int) -> float:
             return lr_factor(step / steps_per_epoch, warmup_epochs=hp.warmup_epochs, decay_start=hp.decay_start,
-                             decay_end=hp.decay_end, last_lr_factor=hp.last_lr_factor, restarts=restarts)
+                             decay_end=hp.decay_end, last_lr_factor=hp.last_lr_factor, restarts=hp.restarts)
 
         sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
@@ -536,16 +535,14 @@ def init_from_bundle(module: TaggingModule, bundle: Bundle | str | os.PathLike[s
         The bundle is missing or not a tagging bundle, or its weights do not fit the architecture (the message
         lists missing, unexpected and mis-shaped keys).
     """
-    from .checkpoint import _HEAD_KEYS
-
     b = bundle if isinstance(bundle, Bundle) else Bundle.load(bundle)
     name = str(b.path) if b.path is not None else "<in-memory bundle>"
     if b.task != "tagging":
         raise CheckpointError(f"init_from {name}: a {b.task!r} bundle, not a tagging one; give a tagger's bundle")
     keep_head = list(b.labels) == list(module.labels)
-    state = {k: v for k, v in b.state_dict.items() if keep_head or k not in _HEAD_KEYS}
+    state = {k: v for k, v in b.state_dict.items() if keep_head or k not in HEAD_KEYS}
     expected = {k: tuple(v.shape) for k, v in module.model.state_dict().items()
-                if keep_head or k not in _HEAD_KEYS}
+                if keep_head or k not in HEAD_KEYS}
     text = format_report(state_dict_report(state, expected))
     if text:
         raise CheckpointError(f"init_from {name} ({b.architecture}) does not fit the model being trained:\n{text}\n"
