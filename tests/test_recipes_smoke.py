@@ -70,3 +70,15 @@ def test_tagging_recipe_smoke(tmp_path: Path) -> None:
     assert set(report["test"]) == {"torch_fp32", "onnx_fp32", "onnx_int8_dynamic", "onnx_int8_static"}
     assert abs(report["test"]["onnx_fp32"]["mAP"] - report["test"]["torch_fp32"]["mAP"]) < 1e-3
     assert (tmp_path / "run" / "bundle" / "model.safetensors").is_file()
+    # the second step: fine-tune that bundle on a larger, prefix-stable corpus, also scored on the first corpus's test
+    ft = {**cfg, "manifest": str(tmp_path / "events80" / "manifest.jsonl"), "out_dir": str(tmp_path / "ft"),
+          "init_from": str(tmp_path / "run" / "bundle"), "max_epochs": 1, "warmup_epochs": 0, "decay_start": 0,
+          "decay_end": 1, "swa": False}
+    (tmp_path / "ft.json").write_text(json.dumps(ft))
+    _run(REPO / "recipes/tagging/run.py", "--config", tmp_path / "ft.json", "--clips", "80",
+         "--stages", "corpus,train,evaluate", "--also-test", f"first={cfg['manifest']}")
+    report = json.loads((tmp_path / "ft" / "report.json").read_text())
+    assert report["corpus"]["clips"] == {"train": 64, "test": 16}
+    assert report["train"]["init_from"]
+    assert set(report["test"]) == set(report["test_first"]) == {"torch_fp32"}
+    assert 0.0 <= report["test_first"]["torch_fp32"]["mAP"] <= 1.0

@@ -10,9 +10,15 @@ Stages (``--stages``, comma-separated, in this order; each is resumable):
               scored on the same held-out clips
 ``ship``      the bundle, with every figure above in its ``metrics``, into ``src/audioforge/assets/bundles/tagger``
 
+The shipped tagger takes two runs: ``config.json`` trains from scratch on 12000 clips, then ``finetune24k.json``
+continues from that bundle (``init_from``) on 24000 clips. ``--also-test NAME=MANIFEST`` scores the models on the
+test split of further manifests too (the fine-tune is compared with its start on the 12000-clip corpus's test clips).
+
 Usage::
 
     python recipes/tagging/run.py                                   # everything, config.json, 12000 clips
+    python recipes/tagging/run.py --config recipes/tagging/finetune24k.json --clips 24000 \
+        --also-test events12k=data/events12k/manifest.jsonl --also-test events=data/events/manifest.jsonl
     python recipes/tagging/run.py --config recipes/tagging/smoke.json --clips 60 --stages corpus,train,evaluate,export
 
 A report (``report.json``) is written to the training folder after every stage.
@@ -46,6 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--stages", default=",".join(STAGES))
     p.add_argument("--ship-to", default=str(REPO / "src" / "audioforge" / "assets" / "bundles" / "tagger"))
     p.add_argument("--calibration-clips", type=int, default=32)
+    p.add_argument("--also-test", action="append", default=[], metavar="NAME=MANIFEST",
+                   help="also score on the test split of this manifest (repeatable); figures go to test_NAME")
     args = p.parse_args(argv)
 
     from audioforge.bundle import Bundle
@@ -55,6 +63,14 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [s for s in stages if s not in STAGES]
     if unknown:
         p.error(f"unknown stages {unknown}; choose from {list(STAGES)}")
+    extra: dict[str, Path] = {}
+    for item in args.also_test:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            p.error(f"--also-test takes NAME=MANIFEST, got {item!r}")
+        if not Path(path).is_file():
+            p.error(f"--also-test {name}: no manifest at {path}")
+        extra[name] = Path(path)
     cfg = load_config(args.config)
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -96,14 +112,17 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     bundle = Bundle.load(bundle_dir)
     scores: dict[str, Any] = report.setdefault("test", {})
+    test_sets = {"test": (manifest, scores)}
+    test_sets.update({f"test_{name}": (m, report.setdefault(f"test_{name}", {})) for name, m in extra.items()})
 
     if "evaluate" in stages:
         from audioforge.tagging.export import evaluate_tagger
 
-        _say("evaluate: torch fp32 on the held-out test split")
-        scores["torch_fp32"] = evaluate_tagger(bundle, manifest, split="test", per_class=True, progress=True)
-        save_report()
-        _say(f"evaluate: mAP {scores['torch_fp32']['mAP']}, d' {scores['torch_fp32']['d_prime']}")
+        for key, (m, sc) in test_sets.items():
+            _say(f"evaluate: torch fp32 on the held-out test split of {m}")
+            sc["torch_fp32"] = evaluate_tagger(bundle, m, split="test", per_class=True, progress=True)
+            save_report()
+            _say(f"evaluate: {key} mAP {sc['torch_fp32']['mAP']}, d' {sc['torch_fp32']['d_prime']}")
         from audioforge.tagging.timeline_eval import evaluate_timeline
 
         report["timeline"] = evaluate_timeline(bundle, manifest, split="test", per_class=True)
@@ -119,12 +138,13 @@ def main(argv: list[str] | None = None) -> int:
         paths = export_all(bundle, out / "export", int8=("dynamic", "static"), calibration_manifest=manifest,
                            calibration_clips=args.calibration_clips)
         report["export"] = {k: {"path": str(v), "bytes": model_size_bytes(v)} for k, v in paths.items()}
-        for name, path in paths.items():
-            _say(f"evaluate: {name}")
-            scores[name] = evaluate_tagger(path, manifest, split="test", progress=True)
-        save_report()
-        for name in scores:
-            _say(f"  {name:<20} mAP {scores[name]['mAP']}")
+        for key, (m, sc) in test_sets.items():
+            for name, path in paths.items():
+                _say(f"evaluate: {name} on {key}")
+                sc[name] = evaluate_tagger(path, m, split="test", progress=True)
+            save_report()
+            for name in sc:
+                _say(f"  {key:<16} {name:<20} mAP {sc[name]['mAP']}")
 
     if "ship" in stages:
         size = (bundle_dir / "model.safetensors").stat().st_size
@@ -135,6 +155,9 @@ def main(argv: list[str] | None = None) -> int:
         for name, s in scores.items():
             metrics[f"heldout_mAP_{name}"] = s.get("mAP")
             metrics[f"heldout_d_prime_{name}"] = s.get("d_prime")
+        for key in extra:
+            for name, s in report.get(f"test_{key}", {}).items():
+                metrics[f"heldout_{key}_mAP_{name}"] = s.get("mAP")
         if "corpus" in report:
             metrics["corpus"] = report["corpus"]["clips"]
         if "timeline" in report:
