@@ -28,6 +28,10 @@ def test_asr_recipe_smoke(tmp_path: Path) -> None:
     out = _run(REPO / "recipes/asr/run.py", "--config", REPO / "recipes/asr/smoke.json", "--work-dir", work)
     assert "nothing shipped" in out  # the smoke configuration never replaces the shipped model
     assert (work / "train" / "bundle" / "model.safetensors").is_file()
+    extra = [json.loads(line) for line in (work / "corpus_extra" / "manifest.jsonl").open()]
+    assert extra and {e["split"] for e in extra} == {"train"} and {e["engine"] for e in extra} <= {"piper", "kokoro"}
+    trained = json.loads((work / "train" / "train_config.json").read_text())
+    assert trained["extra_train_manifests"] == [str(work / "corpus_extra" / "manifest.jsonl")]
     systems = json.loads((work / "eval.json").read_text())
     assert any(k.startswith("u2 streaming") for k in systems) and any(k.startswith("u2 full") for k in systems)
     summary = json.loads((work / "export" / "export_summary.json").read_text())

@@ -3,7 +3,9 @@
 Stages (all resumable; run them all or name some with ``--stages``):
 
 ``corpus``    generate (or resume) the synthetic English speech corpus (``corpus.hours`` hours, held-out test voices
-              and sentences) into ``WORK/corpus``
+              and sentences) into ``WORK/corpus``, and, when ``corpus_extra`` is set, a training supplement spoken
+              by further voices (neural: Piper, Kokoro) into ``WORK/corpus_extra`` (training sentences and new
+              speakers only)
 ``train``     CMVN and tokenizer from the training split, then train (resumes from ``WORK/train/checkpoints/last.ckpt``)
               and average the best checkpoints into ``WORK/train/bundle``
 ``lm``        a character n-gram language model (Kneser-Ney, ``WORK/lm.arpa.gz``) on the training half of the corpus's
@@ -62,12 +64,23 @@ def stage_corpus(cfg: dict[str, Any], work: Path) -> None:
     s = summarize(man)
     log(f"corpus: {s['total']['utterances']} utterances, {s['total']['hours']:.2f} h "
         f"({ {k: round(v['hours'], 2) for k, v in s['by_split'].items()} }) in {time.time() - t:.0f} s")
+    x = cfg.get("corpus_extra")
+    if x:
+        t = time.time()
+        man = generate_speech_corpus(work / "corpus_extra", hours=float(x["hours"]), seed=int(c["seed"]),
+                                     workers=x.get("workers", c.get("workers")), engines=x["engines"],
+                                     engine_weights=x.get("engine_weights"), only_train=True,
+                                     sources=["fortune", "wordnet", "gcide", "templates"], progress=False)
+        s = summarize(man)
+        log(f"corpus_extra: {s['total']['utterances']} utterances, {s['total']['hours']:.2f} h, "
+            f"{s['total']['speakers']} speakers, in {time.time() - t:.0f} s")
 
 
 def train_config(cfg: dict[str, Any], work: Path) -> dict[str, Any]:
     """The :func:`audioforge.asr.train.train_asr` configuration of the recipe."""
+    extra = [str(work / "corpus_extra" / "manifest.jsonl")] if cfg.get("corpus_extra") else []
     return {**cfg["train"], "work_dir": str(work / "train"), "train_manifest": str(work / "corpus" / "manifest.jsonl"),
-            "train_split": "train"}
+            "train_split": "train", "extra_train_manifests": extra}
 
 
 def stage_train(cfg: dict[str, Any], work: Path) -> None:

@@ -160,3 +160,26 @@ def test_ddp_two_processes_on_cpu(tone_manifest: Path, tmp_path: Path) -> None: 
                                          strategy="ddp_spawn", checkpoint_every_n_steps=2))
     assert bundle.metrics["train_steps"] == 4
     assert (work / "checkpoints" / "last.ckpt").is_file()
+
+
+def test_extra_training_manifests_join_after_the_validation_split(tmp_path: Path) -> None:
+    import json
+
+    from audioforge.asr.train import _with_extra
+    from audioforge.corpora.manifest import Manifest
+
+    def write(folder: Path, rows: list[tuple[str, str]]) -> Path:
+        folder.mkdir()
+        path = folder / "manifest.jsonl"
+        path.write_text("".join(json.dumps({"key": k, "wav": f"wav/{k}.wav", "txt": t, "split": "train"}) + "\n"
+                                for k, t in rows))
+        return path
+
+    main = Manifest.load(write(tmp_path / "main", [(f"m{i}", f"sentence {i}") for i in range(10)]))
+    train, valid = Manifest(main.entries[:8], root=main.root), Manifest(main.entries[8:], root=main.root)
+    extra = write(tmp_path / "extra", [("x0", "sentence 0"), ("x1", "sentence 9"), ("x2", "a new one")])
+    merged = _with_extra(train, valid, [extra], "train")
+    assert [e["key"] for e in merged] == [f"m{i}" for i in range(8)] + ["x0", "x2"]  # x1 says a validation text
+    assert merged.audio_path(merged[-1]) == tmp_path / "extra" / "wav" / "x2.wav"
+    assert merged.audio_path(merged[0]) == tmp_path / "main" / "wav" / "m0.wav"
+    assert _with_extra(train, valid, [], "train") is train

@@ -62,6 +62,7 @@ DEFAULT_TRAIN_CONFIG: dict[str, Any] = {
     "work_dir": "runs/asr",
     "train_manifest": None,
     "train_split": "train",
+    "extra_train_manifests": [],
     "valid_manifest": None,
     "valid_split": None,
     "valid_fraction": 0.02,
@@ -343,6 +344,21 @@ def plot_training(work_dir: str | os.PathLike[str], path: str | os.PathLike[str]
                        title=f"ASR training ({int(rows[-1]['step']) if rows else 0} steps logged)")
 
 
+def _with_extra(train: Manifest, valid: Manifest, paths: Sequence[str | os.PathLike[str]],
+                split: str | None) -> Manifest:
+    """``train`` plus the entries of further manifests (training supplements), after the validation split was drawn
+    from ``train`` alone, so validation stays what it was; entries whose transcript is a validation transcript are
+    left out (the validation utterances also tune the language model fusion, which must not have seen them)."""
+    if not paths:
+        return train
+    held = {e["txt"] for e in valid}
+    entries = list(train)
+    for path in paths:
+        m = load_manifest(path, split=split)
+        entries += [{**e, "wav": str(m.audio_path(e))} for e in m if e["txt"] not in held]
+    return Manifest(entries, root=train.root)
+
+
 def _prepare(cfg: dict[str, Any], work: Path) -> tuple[Manifest, Manifest, Tokenizer, dict[str, Any]]:
     if not cfg.get("train_manifest"):
         raise InvalidParameterError("the training configuration needs 'train_manifest' (a JSONL manifest path)")
@@ -351,6 +367,7 @@ def _prepare(cfg: dict[str, Any], work: Path) -> tuple[Manifest, Manifest, Token
         valid = load_manifest(cfg["valid_manifest"], split=cfg.get("valid_split"))
     else:
         train, valid = AsrDataModule.split_valid(train, float(cfg.get("valid_fraction", 0.02)))
+    train = _with_extra(train, valid, cfg.get("extra_train_manifests") or [], cfg.get("train_split"))
     tok_path = work / "tokenizer.json"
     if tok_path.is_file():
         tokenizer = load_tokenizer(tok_path.read_text(encoding="utf-8"))
@@ -374,7 +391,8 @@ def train_asr(config: Mapping[str, Any], *, progress: bool = False) -> Bundle:
     ----------
     config
         Merged over :data:`DEFAULT_TRAIN_CONFIG`: ``work_dir``, ``train_manifest`` (+ ``train_split``),
-        ``valid_manifest`` (+ ``valid_split``; default: ``valid_fraction`` of the training set), ``tokenizer``,
+        ``extra_train_manifests`` (training supplements, added after the validation split), ``valid_manifest``
+        (+ ``valid_split``; default: ``valid_fraction`` of the training set), ``tokenizer``,
         ``cmvn``, ``model`` (without ``input_dim``/``vocab_size``/``cmvn``, filled in), ``data``
         (:class:`~audioforge.asr.data.AsrDataConfig`), ``optim``, ``trainer``, ``decoding``, ``seed``.
     progress

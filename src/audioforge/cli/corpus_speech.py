@@ -1,4 +1,5 @@
-"""``audioforge corpus speech``: the synthetic English speech corpus (espeak-ng, flite, festival + augmentation)."""
+"""``audioforge corpus speech``: the synthetic English speech corpus (espeak-ng, flite, festival, optionally the
+neural piper and kokoro voices, + augmentation)."""
 
 from __future__ import annotations
 
@@ -23,7 +24,11 @@ def speech(
     test_fraction: float = typer.Option(0.1, help="Share of hours in the held-out test split (0: train only)."),
     voice_test_fraction: float = typer.Option(0.2, help="Share of espeak-ng speakers held out for test."),
     librispeech: bool = typer.Option(False, "--librispeech", help="Write FLAC in LibriSpeech's folder layout."),
-    engines: str = typer.Option("espeak-ng,flite,festival", help="Comma-separated TTS engines."),
+    engines: str = typer.Option("espeak-ng,flite,festival",
+                                help="Comma-separated TTS engines (also: piper, kokoro; neural voices)."),
+    only_train: bool = typer.Option(False, "--only-train",
+                                    help="A training supplement to the corpus of the same seed: new voices speak "
+                                         "training sentences only (no test split)."),
     voices: str | None = typer.Option(None, help="Comma-separated voice names (overrides --engines)."),
     sources: str = typer.Option("fortune,wordnet,gcide,templates", help="Comma-separated sentence sources."),
     max_words: int = typer.Option(25, help="Longest transcript in words."),
@@ -41,7 +46,7 @@ def speech(
         out, hours=hours, seed=seed, workers=workers, test_fraction=test_fraction,
         voice_test_fraction=voice_test_fraction, librispeech_layout=librispeech,
         engines=_split_list(engines) or [], voices=_split_list(voices), sources=_split_list(sources) or [],
-        max_words=max_words, augment=augment, progress=not quiet,
+        max_words=max_words, only_train=only_train, augment=augment, progress=not quiet,
     )
     wall = time.perf_counter() - t0
     s = summarize(manifest)
