@@ -86,3 +86,10 @@ def test_tagging_recipe_smoke(tmp_path: Path) -> None:
     assert report["train"]["init_from"]
     assert set(report["test"]) == set(report["test_first"]) == {"torch_fp32"}
     assert 0.0 <= report["test_first"]["torch_fp32"]["mAP"] <= 1.0
+
+
+@pytest.mark.parametrize("bad", ["no-equals-sign", "=x.jsonl", "name=/nowhere/manifest.jsonl"])
+def test_tagging_recipe_rejects_bad_also_test(bad: str) -> None:
+    cmd = [sys.executable, str(REPO / "recipes/tagging/run.py"), "--also-test", bad, "--stages", "ship"]
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "--also-test" in proc.stderr, proc.stderr[-2000:]

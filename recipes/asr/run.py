@@ -54,13 +54,14 @@ def log(msg: str) -> None:
 
 def stage_corpus(cfg: dict[str, Any], work: Path) -> None:
     """Generate (or resume) the corpus with the settings of ``audioforge corpus speech`` (defaults)."""
-    from audioforge.corpora.speech import generate_speech_corpus, summarize
+    from audioforge.corpora.speech import DEFAULT_SOURCES, generate_speech_corpus, summarize
 
     c = cfg["corpus"]
+    sources = list(DEFAULT_SOURCES)  # the supplement must plan from the same sentence pool and split
     t = time.time()
     man = generate_speech_corpus(work / "corpus", hours=float(c["hours"]), seed=int(c["seed"]),
                                  workers=c.get("workers"), engines=["espeak-ng", "flite", "festival"],
-                                 sources=["fortune", "wordnet", "gcide", "templates"], progress=False)
+                                 sources=sources, progress=False)
     s = summarize(man)
     log(f"corpus: {s['total']['utterances']} utterances, {s['total']['hours']:.2f} h "
         f"({ {k: round(v['hours'], 2) for k, v in s['by_split'].items()} }) in {time.time() - t:.0f} s")
@@ -70,7 +71,7 @@ def stage_corpus(cfg: dict[str, Any], work: Path) -> None:
         man = generate_speech_corpus(work / "corpus_extra", hours=float(x["hours"]), seed=int(c["seed"]),
                                      workers=x.get("workers", c.get("workers")), engines=x["engines"],
                                      engine_weights=x.get("engine_weights"), only_train=True,
-                                     sources=["fortune", "wordnet", "gcide", "templates"], progress=False)
+                                     sources=sources, progress=False)
         s = summarize(man)
         log(f"corpus_extra: {s['total']['utterances']} utterances, {s['total']['hours']:.2f} h, "
             f"{s['total']['speakers']} speakers, in {time.time() - t:.0f} s")

@@ -183,3 +183,13 @@ def test_extra_training_manifests_join_after_the_validation_split(tmp_path: Path
     assert merged.audio_path(merged[-1]) == tmp_path / "extra" / "wav" / "x2.wav"
     assert merged.audio_path(merged[0]) == tmp_path / "main" / "wav" / "m0.wav"
     assert _with_extra(train, valid, [], "train") is train
+
+
+def test_missing_extra_training_manifest_is_named(tmp_path: Path) -> None:
+    from audioforge.asr.train import _with_extra
+    from audioforge.corpora.manifest import Manifest
+    from audioforge.errors import ManifestError
+
+    train = Manifest([{"key": "a", "wav": "a.wav", "txt": "a"}], root=tmp_path)
+    with pytest.raises(ManifestError, match="nowhere"):
+        _with_extra(train, Manifest([], root=tmp_path), [tmp_path / "nowhere" / "manifest.jsonl"], "train")

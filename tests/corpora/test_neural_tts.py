@@ -127,3 +127,16 @@ def test_neural_speech_is_intelligible_to_pocketsphinx() -> None:
             refs.append(sent.txt)
             hyps.append(" ".join(re.sub(r"[^a-z' ]", " ", hyp.hypstr.lower()).split()) if hyp else "")
         assert jiwer.wer(refs, hyps) < 0.5, (voice, list(zip(refs, hyps, strict=True)))
+
+
+def test_bad_input_gets_clear_errors() -> None:
+    with pytest.raises(InvalidParameterError, match="nothing to say"):
+        neural_tts.espeak_ipa("   ")
+    with pytest.raises(InvalidParameterError, match="unknown Piper voice"):
+        neural_tts.piper_speak(TEXT, "nobody")
+    with pytest.raises(InvalidParameterError, match="not a neural engine"):
+        neural_tts.neural_speak(TEXT, "flite", "slt")
+    with pytest.raises(InvalidParameterError, match="exceed Kokoro"):
+        neural_tts.kokoro_speak(" ".join(["extraordinary"] * 60))
+    with pytest.raises(InvalidParameterError, match="non-empty strings"):
+        tts.synthesize([""], "piper-joe")

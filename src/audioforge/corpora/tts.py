@@ -420,7 +420,7 @@ def synthesize(texts: Sequence[str], voice: str | Voice, *, sr: int = 16000) -> 
         for i, text in enumerate(texts):
             wav = Path(tmp) / f"{i}.wav"
             text = " ".join(text.split())
-            if v.engine in ("piper", "kokoro"):
+            if v.engine not in CLASSIC_ENGINES:  # the neural voices, run in this process
                 from .neural_tts import neural_speak
 
                 y, file_sr = neural_speak(text, v.engine, v.model)
