@@ -485,6 +485,10 @@ def test_fine_tune_from_a_bundle(corpus: Path, tmp_path: Path) -> None:
     assert load_config(tmp_path / "ft.json").init_from == str(tmp_path / "a" / "bundle")  # relative to the config
     tuned = train_tagger(tmp_path / "ft.json")
     assert tuned.metrics["init_from"]["head"] == "kept" and tuned.metrics["steps"] == 3  # a fresh schedule
+    (tmp_path / "ft.json").write_text(json.dumps(tiny_config(corpus, tmp_path / "ft", init_from="a/bundle",
+                                                             max_epochs=2, val_split=None)), "utf-8")
+    resumed = train_tagger(tmp_path / "ft.json")  # weights from its checkpoint; the provenance survives the resume
+    assert resumed.metrics["steps"] == 6 and resumed.metrics["init_from"] == tuned.metrics["init_from"]
 
     wide = load_config(tiny_config(corpus, tmp_path / "d", init_from=str(source), preset="passt_tiny"))
     with pytest.raises(CheckpointError, match="does not fit"):

@@ -492,12 +492,14 @@ class TaggingModule(_LightningModule):  # type: ignore[misc,valid-type]
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["audioforge_swa"] = {"state": self.swa_state, "count": self.swa_count}
         checkpoint["audioforge_history"] = list(self.history)
+        checkpoint["audioforge_init_report"] = dict(self.init_report)  # a resumed fine-tune still says where it began
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         swa = checkpoint.get("audioforge_swa") or {}
         self.swa_state = swa.get("state")
         self.swa_count = int(swa.get("count", 0))
         self.history = list(checkpoint.get("audioforge_history", []))
+        self.init_report = dict(checkpoint.get("audioforge_init_report") or self.init_report)
 
 
 class _EpochLog(_Callback):  # type: ignore[misc,valid-type]
