@@ -145,6 +145,7 @@ def stage_lm(cfg: dict[str, Any], work: Path) -> dict[str, Any]:
     from audioforge.asr.infer import Recognizer
     from audioforge.asr.lm import LM_FILE, NgramLM
     from audioforge.asr.lm_fusion import attach_lm, estimate_token_lm, tune_lm_fusion
+    from audioforge.audio import atomic_path
     from audioforge.corpora.manifest import Manifest
     from audioforge.plotting import plot_curves
 
@@ -168,7 +169,8 @@ def stage_lm(cfg: dict[str, Any], work: Path) -> dict[str, Any]:
         meta = {"settings": settings, **counts, "ngrams": lm.num_ngrams, "bytes": lm_path.stat().st_size,
                 "validation_perplexity": round(lm.perplexity([tok.tokens(tok.encode(e["txt"])) for e in valid]), 4),
                 "seconds": round(time.time() - t, 1)}
-        meta_path.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+        with atomic_path(meta_path) as tmp:
+            tmp.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
         log(f"lm: {({k: v for k, v in meta.items() if k != 'settings'})}")
     rec.lm = lm
     entries = list(valid)[: int(c.get("tune_utterances", 200))]
@@ -180,7 +182,8 @@ def stage_lm(cfg: dict[str, Any], work: Path) -> dict[str, Any]:
     best, points = tune_lm_fusion(rec, Manifest(entries, root=valid.root), weights=c["weights"],
                                   bonuses=c["bonuses"], progress=progress)
     tuning = {"utterances": len(entries), "best": vars(best), "grid": [vars(p) for p in points]}
-    (work / "lm_tuning.json").write_text(json.dumps(tuning, indent=2) + "\n", encoding="utf-8")
+    with atomic_path(work / "lm_tuning.json") as tmp:
+        tmp.write_text(json.dumps(tuning, indent=2) + "\n", encoding="utf-8")
 
     def curves(metric: str) -> dict[str, tuple[list[float], list[float]]]:
         rows = {b: sorted((p.weight, getattr(p, metric)) for p in points if p.bonus == b or p.weight == 0)
@@ -204,6 +207,7 @@ def stage_evaluate(cfg: dict[str, Any], work: Path) -> dict[str, Any]:
 
     from audioforge.asr.data import load_manifest
     from audioforge.asr.evaluate import error_rates_by, evaluate_bundle, format_breakdown, format_table
+    from audioforge.audio import atomic_path
 
     e = cfg["evaluate"]
     # one thread, as the RTF floors are stated; more threads than free cores made a 15 s evaluation take over
@@ -217,10 +221,12 @@ def stage_evaluate(cfg: dict[str, Any], work: Path) -> dict[str, Any]:
     table = format_table(results)
     # per voice: the test split mixes held-out voices of different engines, and their error rates differ widely
     by_voice = {r.system: error_rates_by(r, test, "voice") for r in results}
-    (work / "eval.md").write_text("# Held-out test split\n\n" + table + "\n## Per voice\n\n"
-                                  + format_breakdown(by_voice, "voice"), encoding="utf-8")
+    with atomic_path(work / "eval.md") as tmp:
+        tmp.write_text("# Held-out test split\n\n" + table + "\n## Per voice\n\n"
+                       + format_breakdown(by_voice, "voice"), encoding="utf-8")
     doc = {r.system: {**r.to_dict(), "by_voice": by_voice[r.system]} for r in results}
-    (work / "eval.json").write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+    with atomic_path(work / "eval.json") as tmp:
+        tmp.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
     log(f"evaluate ({time.time() - t:.0f} s):\n{table}")
     return doc
 

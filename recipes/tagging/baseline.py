@@ -77,7 +77,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"linear baseline: held-out mAP {out['test']['mAP']:.4f} (train {out['train']['mAP']:.4f}), "
           f"{out['clips']['train']} training clips, {out['clips']['test']} held out")
     if args.json:
-        Path(args.json).write_text(json.dumps(out, indent=1) + "\n", encoding="utf-8")
+        from audioforge.audio import atomic_path
+
+        with atomic_path(args.json) as tmp:
+            tmp.write_text(json.dumps(out, indent=1) + "\n", encoding="utf-8")
     return 0
 
 

@@ -56,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="also score on the test split of this manifest (repeatable); figures go to test_NAME")
     args = p.parse_args(argv)
 
+    from audioforge.audio import atomic_path
     from audioforge.bundle import Bundle
     from audioforge.tagging.train import load_config
 
@@ -79,7 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     report: dict[str, Any] = json.loads(report_path.read_text()) if report_path.is_file() else {}
 
     def save_report() -> None:
-        report_path.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+        with atomic_path(report_path) as tmp:  # an interrupted stage leaves the previous report whole
+            tmp.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
 
     if "corpus" in stages:
         from audioforge.corpora.events import generate_event_corpus, summarize_event_corpus
