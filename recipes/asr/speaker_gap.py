@@ -30,7 +30,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("bundle", help="ASR bundle folder or shipped name")
     ap.add_argument("--work-dir", type=Path, default=DEFAULT_WORK, help="recipe work dir (its corpus/ is read)")
     ap.add_argument("--utterances", type=int, default=40, help="test transcripts to speak with every voice")
-    ap.add_argument("--voices", default=None, help="comma-separated voice names (default: every non-espeak voice)")
+    ap.add_argument("--voices", default=None,
+                    help="comma-separated voice names (default: every non-espeak voice but the Kokoro blends)")
     ap.add_argument("--out", type=Path, default=None, help="output folder (default: --work-dir)")
     ap.add_argument("--with-extra", action="store_true",
                     help="the bundle was also trained on the work dir's corpus_extra (its speakers count as seen)")
@@ -59,7 +60,8 @@ def main(argv: list[str] | None = None) -> int:
             texts.append(e["txt"])
         if len(texts) == args.utterances:
             break
-    names = args.voices.split(",") if args.voices else [n for n, v in VOICES.items() if v.engine != "espeak-ng"]
+    names = args.voices.split(",") if args.voices else [n for n, v in VOICES.items()
+                                                        if v.engine not in ("espeak-ng", "kokoro-blend")]
     rec = Recognizer.from_bundle(args.bundle)
     refs = [normalize_text(t) for t in texts]
     rows = []

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import shutil
+from itertools import pairwise
 
 import numpy as np
 import pytest
@@ -67,6 +68,53 @@ def test_kokoro_voices_are_reproducible_and_distinct() -> None:
         neural_tts.kokoro_speak(TEXT, "af_heart")
     with pytest.raises(InvalidParameterError, match="speed"):
         neural_tts.kokoro_speak(TEXT, speed=3.0)
+
+
+def test_kokoro_blend_parsing() -> None:
+    assert neural_tts.kokoro_blend("jm_kumo") == [("jm_kumo", 1.0)]
+    assert neural_tts.kokoro_blend("jf_alpha+jm_kumo") == [("jf_alpha", 0.5), ("jm_kumo", 0.5)]
+    assert neural_tts.kokoro_blend("jf_alpha:1+jm_kumo:3") == [("jf_alpha", 0.25), ("jm_kumo", 0.75)]
+    for bad, match in (("jf_alpha+af_heart", "unknown Kokoro voice 'af_heart'"), ("jm_kumo+jm_kumo", "twice"),
+                       ("jf_alpha:x+jm_kumo", "positive number"), ("jf_alpha:0+jm_kumo", "positive number"),
+                       ("jf_alpha:-1+jm_kumo", "positive number"), ("jf_alpha:nan+jm_kumo", "positive number"),
+                       ("jf_alpha+", "unknown Kokoro voice ''")):
+        with pytest.raises(InvalidParameterError, match=match):
+            neural_tts.kokoro_blend(bad)
+    assert len(neural_tts.KOKORO_BLENDS) == 10 and len(set(neural_tts.KOKORO_BLENDS)) == 10
+
+
+def _median_f0(y: np.ndarray, sr: int) -> float:
+    import librosa
+
+    f0, voiced, _ = librosa.pyin(y.astype(np.float64), fmin=60, fmax=500, sr=sr, frame_length=2048)
+    return float(np.nanmedian(f0[voiced]))
+
+
+def test_kokoro_blend_is_a_voice_between_its_parents() -> None:
+    """Mixing a female and a male style table moves the pitch between the two, in the order of the weights; a
+    one-voice "blend" is that voice, bit for bit."""
+    text = "The quick brown fox jumps over the lazy dog near the river bank."
+    pitch = {v: _median_f0(*neural_tts.kokoro_speak(text, v, seed=1))
+             for v in ("jf_alpha", "jf_alpha:0.75+jm_kumo:0.25", "jf_alpha+jm_kumo", "jf_alpha:0.25+jm_kumo:0.75",
+                       "jm_kumo")}
+    f0 = list(pitch.values())
+    assert all(a > b for a, b in pairwise(f0)), pitch  # 259 Hz ... 91 Hz, monotone
+    assert f0[0] > 1.8 * f0[-1]
+    a, _ = neural_tts.kokoro_speak(text, "jm_kumo", seed=1)
+    b, _ = neural_tts.kokoro_speak(text, "jm_kumo:1", seed=1)
+    assert np.array_equal(a, b)
+
+
+def test_catalogue_blends_are_speakers_of_their_own() -> None:
+    blends = tts.voices_by_engine(["kokoro-blend"])
+    assert [v.model for v in blends] == list(neural_tts.KOKORO_BLENDS)
+    others = {v.speaker for v in tts.VOICES.values() if v.engine != "kokoro-blend"}
+    assert len({v.speaker for v in blends}) == 10 and not {v.speaker for v in blends} & others
+    assert tts.get_voice("kokoro-jf_nezumi+jm_kumo").gender == "female"  # a tie goes to the first named
+    y = tts.synthesize_one(TEXT, "kokoro-jf_gongitsune+jf_tebukuro", sr=16000)
+    assert 1.0 < len(y) / 16000 < 6.0 and 0.01 < np.abs(y).max() <= 0.9 + 1e-6
+    # the blends come after every earlier voice: speaker ids (catalogue order) of earlier corpora are unchanged
+    assert list(tts.VOICES)[-10:] == [v.name for v in blends]
 
 
 def test_catalogue_voices_synthesize_at_any_rate() -> None:

@@ -40,7 +40,7 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Manifest]:
 # --------------------------------------------------------------------------------------------------------------------
 def test_voice_catalogue() -> None:
     engines = {v.engine for v in tts.VOICES.values()}
-    assert engines == set(tts.ENGINES) == {"espeak-ng", "flite", "festival", "piper", "kokoro"}
+    assert engines == set(tts.ENGINES) == {"espeak-ng", "flite", "festival", "piper", "kokoro", "kokoro-blend"}
     assert len(tts.VOICES) >= 100
     for name, v in tts.VOICES.items():
         assert v.name == name and v.gender in ("male", "female")

@@ -25,7 +25,7 @@ def speech(
     voice_test_fraction: float = typer.Option(0.2, help="Share of espeak-ng speakers held out for test."),
     librispeech: bool = typer.Option(False, "--librispeech", help="Write FLAC in LibriSpeech's folder layout."),
     engines: str = typer.Option("espeak-ng,flite,festival",
-                                help="Comma-separated TTS engines (also: piper, kokoro; neural voices)."),
+                                help="Comma-separated TTS engines (also: piper, kokoro, kokoro-blend; neural voices)."),
     only_train: bool = typer.Option(False, "--only-train",
                                     help="A training supplement to the corpus of the same seed: new voices speak "
                                          "training sentences only (no test split)."),

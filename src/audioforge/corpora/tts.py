@@ -9,7 +9,8 @@ Engines (Debian packages installed by the set-up):
 * ``festival``: kal_diphone, ked_diphone and cmu_us_slt_arctic_hts. Festival starts in 0.4-1.6 s, so each process
   keeps one persistent ``festival --pipe`` session per voice and sends every utterance to it (batch mode).
 * ``piper`` and ``kokoro``: neural voices shipped in PyPI wheels (:mod:`audioforge.corpora.neural_tts`): Piper's
-  US-English "joe" and Kokoro-82M's five (Japanese) speakers reading English phonemes. They are not among the
+  US-English "joe" and Kokoro-82M's five (Japanese) speakers reading English phonemes; ``kokoro-blend``: ten more
+  Kokoro speakers, each an equal mix of two of the five's style vectors. They are not among the
   :data:`CLASSIC_ENGINES` that corpora use by default (so every earlier corpus plans exactly as before); pass them
   explicitly, e.g. to add training speakers.
 
@@ -56,7 +57,7 @@ __all__ = [
 ]
 
 CLASSIC_ENGINES = ("espeak-ng", "flite", "festival")
-ENGINES = (*CLASSIC_ENGINES, "piper", "kokoro")
+ENGINES = (*CLASSIC_ENGINES, "piper", "kokoro", "kokoro-blend")
 
 # espeak-ng language voice -> accent label
 ESPEAK_ACCENTS = {
@@ -96,7 +97,7 @@ class Voice:
         Accent label (``"american"``, ``"scottish"`` ...).
     model
         The engine's own voice id: ``"en-us+m3"`` for espeak-ng, ``"slt"`` for flite, ``"kal_diphone"`` for festival,
-        ``"joe"`` for piper, ``"jm_kumo"`` for kokoro.
+        ``"joe"`` for piper, ``"jm_kumo"`` for kokoro, ``"jf_alpha+jm_kumo"`` for kokoro-blend.
     speed
         espeak-ng speaking rate in words per minute (other engines: 175, unused; use augmentation tempo instead).
     pitch
@@ -154,11 +155,16 @@ def _build_catalogue() -> dict[str, Voice]:
     # neural voices last: speaker ids of corpora (catalogue order) stay what they were
     voices["piper-joe"] = Voice(name="piper-joe", engine="piper", gender="male", speaker="joe", accent="american",
                                 model="joe")
-    from .neural_tts import KOKORO_VOICES
+    from .neural_tts import KOKORO_BLENDS, KOKORO_VOICES, kokoro_blend
 
     for model, gender in KOKORO_VOICES.items():
         name = f"kokoro-{model}"
         voices[name] = Voice(name=name, engine="kokoro", gender=gender, speaker=name, accent="japanese", model=model)
+    for model in KOKORO_BLENDS:  # after the five: a blend is a speaker of its own, between its two parents
+        name = f"kokoro-{model}"
+        heaviest = max(kokoro_blend(model), key=lambda p: p[1])[0]  # ties: the first named
+        voices[name] = Voice(name=name, engine="kokoro-blend", gender=KOKORO_VOICES[heaviest], speaker=name,
+                             accent="japanese", model=model)
     return voices
 
 
