@@ -115,6 +115,9 @@ def test_catalogue_blends_are_speakers_of_their_own() -> None:
     assert 1.0 < len(y) / 16000 < 6.0 and 0.01 < np.abs(y).max() <= 0.9 + 1e-6
     # the blends come after every earlier voice: speaker ids (catalogue order) of earlier corpora are unchanged
     assert list(tts.VOICES)[-10:] == [v.name for v in blends]
+    plan = speech.plan_speech_corpus(hours=0.05, seed=5, sources=("fortune", "templates"), engines=("kokoro-blend",),
+                                     only_train=True)
+    assert plan and {tts.VOICES[j["voice"]].engine for j in plan} == {"kokoro-blend"}
 
 
 def test_catalogue_voices_synthesize_at_any_rate() -> None:

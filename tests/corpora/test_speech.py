@@ -42,6 +42,7 @@ def test_voice_catalogue() -> None:
     engines = {v.engine for v in tts.VOICES.values()}
     assert engines == set(tts.ENGINES) == {"espeak-ng", "flite", "festival", "piper", "kokoro", "kokoro-blend"}
     assert len(tts.VOICES) >= 100
+    assert set(speech._SEC_PER_WORD) == set(tts.ENGINES)  # every engine can be planned
     for name, v in tts.VOICES.items():
         assert v.name == name and v.gender in ("male", "female")
     assert {v.model for v in tts.voices_by_engine(["flite"])} == {"kal16", "awb", "rms", "slt"}

@@ -53,7 +53,8 @@ DEFAULT_SOURCES = ("fortune", "wordnet", "gcide", "templates")
 # espeak-ng has 120 of the 127 voices but is the least natural: share the hours by engine, not by voice
 DEFAULT_ENGINE_WEIGHTS = {"espeak-ng": 0.4, "flite": 0.3, "festival": 0.3}
 # rough speaking time per transcript word (s) at the default rates, used only to plan the number of utterances
-_SEC_PER_WORD = {"espeak-ng": 0.36, "flite": 0.33, "festival": 0.36, "piper": 0.33, "kokoro": 0.33}
+_SEC_PER_WORD = {"espeak-ng": 0.36, "flite": 0.33, "festival": 0.36, "piper": 0.33, "kokoro": 0.33,
+                 "kokoro-blend": 0.33}
 _SILENCE_RANGE = (0.1, 0.4)  # leading and trailing silence drawn per utterance (s)
 _CHAPTER_SIZE = 50
 _SETTINGS_NAME = "corpus.json"
