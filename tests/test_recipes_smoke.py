@@ -30,8 +30,11 @@ def test_asr_recipe_smoke(tmp_path: Path) -> None:
     assert (work / "train" / "bundle" / "model.safetensors").is_file()
     extra = [json.loads(line) for line in (work / "corpus_extra" / "manifest.jsonl").open()]
     assert extra and {e["split"] for e in extra} == {"train"} and {e["engine"] for e in extra} <= {"piper", "kokoro"}
+    blend = [json.loads(line) for line in (work / "corpus_blend" / "manifest.jsonl").open()]
+    assert blend and {e["engine"] for e in blend} == {"kokoro-blend"} and {e["split"] for e in blend} == {"train"}
     trained = json.loads((work / "train" / "train_config.json").read_text())
-    assert trained["extra_train_manifests"] == [str(work / "corpus_extra" / "manifest.jsonl")]
+    assert trained["extra_train_manifests"] == [str(work / d / "manifest.jsonl")
+                                                for d in ("corpus_extra", "corpus_blend")]
     systems = json.loads((work / "eval.json").read_text())
     assert any(k.startswith("u2 streaming") for k in systems) and any(k.startswith("u2 full") for k in systems)
     summary = json.loads((work / "export" / "export_summary.json").read_text())

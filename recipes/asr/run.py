@@ -3,9 +3,9 @@
 Stages (all resumable; run them all or name some with ``--stages``):
 
 ``corpus``    generate (or resume) the synthetic English speech corpus (``corpus.hours`` hours, held-out test voices
-              and sentences) into ``WORK/corpus``, and, when ``corpus_extra`` is set, a training supplement spoken
-              by further voices (neural: Piper, Kokoro) into ``WORK/corpus_extra`` (training sentences and new
-              speakers only)
+              and sentences) into ``WORK/corpus``, and, when ``corpus_extra`` is set, training supplements spoken
+              by further voices (neural: Piper, Kokoro) into ``WORK/corpus_extra`` (or a list of them, each in its
+              own ``"dir"``; training sentences and new speakers only)
 ``train``     CMVN and tokenizer from the training split, then train (resumes from ``WORK/train/checkpoints/last.ckpt``)
               and average the best checkpoints into ``WORK/train/bundle``
 ``lm``        a character n-gram language model (Kneser-Ney, ``WORK/lm.arpa.gz``) on the training half of the corpus's
@@ -65,21 +65,41 @@ def stage_corpus(cfg: dict[str, Any], work: Path) -> None:
     s = summarize(man)
     log(f"corpus: {s['total']['utterances']} utterances, {s['total']['hours']:.2f} h "
         f"({ {k: round(v['hours'], 2) for k, v in s['by_split'].items()} }) in {time.time() - t:.0f} s")
-    x = cfg.get("corpus_extra")
-    if x:
+    for name, x in supplements(cfg):
         t = time.time()
-        man = generate_speech_corpus(work / "corpus_extra", hours=float(x["hours"]), seed=int(c["seed"]),
+        man = generate_speech_corpus(work / name, hours=float(x["hours"]), seed=int(c["seed"]),
                                      workers=x.get("workers", c.get("workers")), engines=x["engines"],
                                      engine_weights=x.get("engine_weights"), only_train=True,
                                      sources=sources, progress=False)
         s = summarize(man)
-        log(f"corpus_extra: {s['total']['utterances']} utterances, {s['total']['hours']:.2f} h, "
+        log(f"{name}: {s['total']['utterances']} utterances, {s['total']['hours']:.2f} h, "
             f"{s['total']['speakers']} speakers, in {time.time() - t:.0f} s")
+
+
+def supplements(cfg: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """The training supplements, ``[(folder name in the work dir, settings), ...]``.
+
+    ``corpus_extra`` is one settings object (folder ``corpus_extra``) or a list of them; in a list every supplement
+    after the first names its own folder with ``"dir"``, so each one resumes on its own and can be added later.
+    """
+    x = cfg.get("corpus_extra")
+    items = [] if not x else [x] if isinstance(x, dict) else list(x)
+    out: list[tuple[str, dict[str, Any]]] = []
+    for i, item in enumerate(items):
+        name = item.get("dir", "corpus_extra" if i == 0 else None)
+        if not name or name in ("corpus", "train", "export") or "/" in name:
+            raise SystemExit(f"corpus_extra[{i}]: give this supplement a \"dir\" of its own (a folder name in the work "
+                             f"dir other than corpus, train and export), got {name!r}")
+        out.append((name, item))
+    names = [n for n, _ in out]
+    if len(set(names)) != len(names):
+        raise SystemExit(f"corpus_extra: two supplements share a folder: {names}; give each its own \"dir\"")
+    return out
 
 
 def train_config(cfg: dict[str, Any], work: Path) -> dict[str, Any]:
     """The :func:`audioforge.asr.train.train_asr` configuration of the recipe."""
-    extra = [str(work / "corpus_extra" / "manifest.jsonl")] if cfg.get("corpus_extra") else []
+    extra = [str(work / name / "manifest.jsonl") for name, _ in supplements(cfg)]
     return {**cfg["train"], "work_dir": str(work / "train"), "train_manifest": str(work / "corpus" / "manifest.jsonl"),
             "train_split": "train", "extra_train_manifests": extra}
 

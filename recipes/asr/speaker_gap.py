@@ -34,7 +34,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="comma-separated voice names (default: every non-espeak voice but the Kokoro blends)")
     ap.add_argument("--out", type=Path, default=None, help="output folder (default: --work-dir)")
     ap.add_argument("--with-extra", action="store_true",
-                    help="the bundle was also trained on the work dir's corpus_extra (its speakers count as seen)")
+                    help="the bundle was also trained on the work dir's supplements (corpus_extra and every other "
+                         "corpus_*/ folder; their speakers count as seen)")
     args = ap.parse_args(argv)
 
     import numpy as np
@@ -53,7 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     test = [e for e in manifest if e["split"] == "test"]
     train_speakers = {e["speaker"] for e in manifest if e["split"] == "train"}
     if args.with_extra:
-        train_speakers |= {e["speaker"] for e in Manifest.load(args.work_dir / "corpus_extra" / "manifest.jsonl")}
+        for extra in sorted(args.work_dir.glob("corpus_*/manifest.jsonl")):
+            train_speakers |= {e["speaker"] for e in Manifest.load(extra)}
     texts: list[str] = []
     for e in test:  # distinct transcripts, in manifest order
         if e["txt"] not in texts:
