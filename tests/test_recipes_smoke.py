@@ -65,6 +65,19 @@ def test_ddsp_recipe_smoke(tmp_path: Path) -> None:
     assert metrics["export"]["parity_max_abs"] < 1e-4
 
 
+@pytest.mark.parametrize("extra", [[{"hours": 1, "engines": ["piper"]}, {"hours": 1, "engines": ["kokoro"]}],
+                                   [{"dir": "corpus", "hours": 1, "engines": ["piper"]}],
+                                   [{"hours": 1, "engines": ["piper"]}, {"dir": "corpus_extra", "hours": 1}]])
+def test_asr_recipe_rejects_ambiguous_supplements(tmp_path: Path, extra: list) -> None:
+    cfg = {**json.loads((REPO / "recipes/asr/smoke.json").read_text()), "corpus_extra": extra}
+    (tmp_path / "bad.json").write_text(json.dumps(cfg))
+    cmd = [sys.executable, str(REPO / "recipes/asr/run.py"), "--config", str(tmp_path / "bad.json"),
+           "--work-dir", str(tmp_path / "w"), "--stages", "corpus"]
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0 and "corpus_extra" in proc.stderr and '"dir"' in proc.stderr, proc.stderr[-2000:]
+    assert not (tmp_path / "w" / "corpus").exists()  # refused before any generation
+
+
 def test_tagging_recipe_smoke(tmp_path: Path) -> None:
     cfg = json.loads((REPO / "recipes/tagging/smoke.json").read_text())
     cfg["manifest"] = str(tmp_path / "events" / "manifest.jsonl")

@@ -366,6 +366,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg["evaluate"]["max_utterances"] = args.max_utterances
     if args.no_pocketsphinx:
         cfg["evaluate"]["pocketsphinx"] = False
+    supplements(cfg)  # a malformed corpus_extra fails here, not after hours of corpus generation
     work = args.work_dir.expanduser()
     work.mkdir(parents=True, exist_ok=True)
     if args.status:
