@@ -34,8 +34,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="comma-separated voice names (default: every non-espeak voice but the Kokoro blends)")
     ap.add_argument("--out", type=Path, default=None, help="output folder (default: --work-dir)")
     ap.add_argument("--with-extra", action="store_true",
-                    help="the bundle was also trained on the work dir's supplements (corpus_extra and every other "
-                         "corpus_*/ folder; their speakers count as seen)")
+                    help="the bundle was also trained on the supplements the work dir's training used "
+                         "(train/train_config.json's extra_train_manifests; their speakers count as seen)")
     args = ap.parse_args(argv)
 
     import numpy as np
@@ -54,7 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     test = [e for e in manifest if e["split"] == "test"]
     train_speakers = {e["speaker"] for e in manifest if e["split"] == "train"}
     if args.with_extra:
-        for extra in sorted(args.work_dir.glob("corpus_*/manifest.jsonl")):
+        used = json.loads((args.work_dir / "train" / "train_config.json").read_text(encoding="utf-8"))
+        for extra in used.get("extra_train_manifests") or []:  # what training read, not every folder lying there
             train_speakers |= {e["speaker"] for e in Manifest.load(extra)}
     texts: list[str] = []
     for e in test:  # distinct transcripts, in manifest order
