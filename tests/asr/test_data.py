@@ -83,6 +83,9 @@ def test_config_validation() -> None:
         AsrDataConfig(max_batch_seconds=0)
     with pytest.raises(InvalidParameterError, match="min_duration"):
         AsrDataConfig(min_duration=5, max_duration=1)
+    for bad in ([1.1, 0.9], [0.9], [0.5, 1.0], 0.9, ["a", "b"]):
+        with pytest.raises(InvalidParameterError, match=r"vtlp must be \[low, high\]"):
+            AsrDataConfig(vtlp=bad)
     assert AsrDataConfig.from_dict(AsrDataConfig().to_dict()) == AsrDataConfig()
 
 
@@ -186,3 +189,48 @@ def test_datamodule_loaders(tone_manifest: Path, tone_tokenizer: CharTokenizer) 
         AsrDataModule(train, valid, tone_tokenizer, config=AsrDataConfig(min_duration=30, max_duration=40))
     with pytest.raises(InvalidParameterError):
         AsrDataModule.split_valid(train, 1.5)
+
+
+def _kaldi_log_mel_reference(x: np.ndarray, warp: float) -> np.ndarray:
+    """Kaldi fbank by hand in float64 (25/10 ms frames, snip edges, DC removal, pre-emphasis 0.97, povey window,
+    512-point power spectrum) with kaldi-native-fbank's VTLN-warped mel banks."""
+    import kaldi_native_fbank as knf
+
+    size, shift, n_fft = 400, 160, 512
+    k = 1 + (len(x) - size) // shift
+    frames = np.stack([x[i * shift: i * shift + size] for i in range(k)]).astype(np.float64) * 32768.0
+    frames -= frames.mean(axis=1, keepdims=True)
+    frames[:, 1:] -= 0.97 * frames[:, :-1].copy()
+    frames[:, 0] -= 0.97 * frames[:, 0]
+    n = np.arange(size)
+    frames *= (0.5 - 0.5 * np.cos(2 * np.pi * n / (size - 1))) ** 0.85
+    power = np.abs(np.fft.rfft(frames, n=n_fft, axis=1)) ** 2
+    mo, fo = knf.MelBanksOptions(), knf.FrameExtractionOptions()
+    mo.num_bins = 80
+    banks = np.asarray(knf.MelBanks(mo, fo, warp).get_matrix(), dtype=np.float64)
+    return np.log(np.maximum(power[:, : banks.shape[1]] @ banks.T, np.finfo(np.float32).eps))
+
+
+def test_vtlp_warps_the_mel_banks(tone_manifest: Path, tone_tokenizer: CharTokenizer) -> None:
+    """A fixed VTLP warp gives exactly Kaldi's VTLN-warped fbank; a range draws per utterance, train only."""
+    m = load_manifest(tone_manifest)
+    x = AsrDataset(m, tone_tokenizer, train=False).waveform(0)
+    fixed = AsrDataConfig(speeds=[1.0], vtlp=[0.9, 0.9], dither=0.0, specaug=None)
+    warped = AsrDataset(m, tone_tokenizer, config=fixed, train=True)[0]["feats"].numpy()
+    ref = _kaldi_log_mel_reference(x, 0.9)
+    assert warped.shape == ref.shape
+    loud = ref > ref.max() - 12.0  # compare where the float32 path is not at the rounding floor
+    np.testing.assert_allclose(warped[loud], ref[loud], atol=2e-3)
+    plain = AsrDataset(m, tone_tokenizer, config=AsrDataConfig(speeds=[1.0], dither=0.0, specaug=None), train=True)
+    unwarped = plain[0]["feats"].numpy()
+    np.testing.assert_allclose(unwarped[loud], _kaldi_log_mel_reference(x, 1.0)[loud], atol=2e-3)
+    assert np.abs(warped - unwarped)[loud].mean() > 0.05
+
+    ranged = AsrDataset(m, tone_tokenizer, train=True,
+                        config=AsrDataConfig(speeds=[1.0], vtlp=[0.9, 1.1], dither=0.0, specaug=None))
+    a = ranged[0]["feats"]
+    assert torch.equal(a, ranged[0]["feats"])  # seeded per (epoch, index)
+    ranged.set_epoch(1)
+    assert not torch.equal(ranged[0]["feats"], a)
+    evaluation = AsrDataset(m, tone_tokenizer, config=fixed, train=False)[0]["feats"].numpy()
+    np.testing.assert_array_equal(evaluation, AsrDataset(m, tone_tokenizer, train=False)[0]["feats"].numpy())

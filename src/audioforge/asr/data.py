@@ -58,6 +58,10 @@ class AsrDataConfig:
         Utterances outside are dropped (seconds).
     speeds
         Speed perturbation factors drawn uniformly per utterance in training (``[1.0]``: none).
+    vtlp
+        Vocal tract length perturbation: ``[low, high]``, a VTLN warp factor drawn uniformly per utterance in
+        training (Kaldi's piecewise linear warp of the mel banks; Jaitly and Hinton use ``[0.9, 1.1]``). It moves the
+        formants without the tempo and pitch change of ``speeds``. None: no warp.
     dither
         Fbank dither in training (0 at validation).
     specaug
@@ -74,6 +78,7 @@ class AsrDataConfig:
     min_duration: float = 0.3
     max_duration: float = 20.0
     speeds: list[float] = field(default_factory=lambda: [0.9, 1.0, 1.1])
+    vtlp: list[float] | None = None
     dither: float = 1.0
     specaug: dict[str, int] | None = field(
         default_factory=lambda: {"num_t_mask": 2, "max_t": 50, "num_f_mask": 2, "max_f": 10}
@@ -88,6 +93,13 @@ class AsrDataConfig:
             raise InvalidParameterError(f"max_batch_size must be >= 1, got {self.max_batch_size}")
         if not self.speeds or any(not 0.5 <= float(s) <= 2.0 for s in self.speeds):
             raise InvalidParameterError(f"speeds must be a non-empty list of factors in [0.5, 2], got {self.speeds}")
+        if self.vtlp is not None:
+            v = list(self.vtlp) if isinstance(self.vtlp, (list, tuple)) else None
+            if v is None or len(v) != 2 or not all(isinstance(f, (int, float)) and 0.7 <= f <= 1.4 for f in v) \
+                    or v[0] > v[1]:
+                raise InvalidParameterError(
+                    f"vtlp must be [low, high] warp factors with 0.7 <= low <= high <= 1.4 (e.g. [0.9, 1.1]) or "
+                    f"null, got {self.vtlp!r}")
         if self.dither < 0:
             raise InvalidParameterError(f"dither must be >= 0, got {self.dither}")
         if self.min_duration >= self.max_duration:
@@ -166,7 +178,7 @@ class AsrDataset(Dataset):
     config
         Augmentation settings.
     train
-        Apply speed perturbation, dither and SpecAugment.
+        Apply speed perturbation, VTLP, dither and SpecAugment.
     """
 
     def __init__(
@@ -207,7 +219,11 @@ class AsrDataset(Dataset):
         if self.train and self.config.speeds != [1.0]:
             k = int(torch.randint(0, len(self.config.speeds), (1,), generator=gen).item())
             samples = speed_perturb(samples, float(self.config.speeds[k]), self.frontend.sample_rate)
-        feats = compute_fbank(samples, self.frontend, generator=gen if self.train else None)
+        warp = 1.0
+        if self.train and self.config.vtlp is not None:
+            low, high = (float(f) for f in self.config.vtlp)
+            warp = low + (high - low) * float(torch.rand((), generator=gen))
+        feats = compute_fbank(samples, self.frontend, generator=gen if self.train else None, vtln_warp=warp)
         if self.specaug is not None:
             self.specaug.generator = gen
             feats = self.specaug(feats.unsqueeze(0))[0]

@@ -73,9 +73,16 @@ class FbankConfig:
 
 
 def compute_fbank(
-    waveform: Any, config: FbankConfig | None = None, *, generator: torch.Generator | None = None
+    waveform: Any,
+    config: FbankConfig | None = None,
+    *,
+    generator: torch.Generator | None = None,
+    vtln_warp: float = 1.0,
 ) -> torch.Tensor:
     """Fbank features ``(frames, num_mel_bins)`` (float32) of a mono float waveform at ``config.sample_rate``.
+
+    ``vtln_warp`` warps the mel banks' frequency axis (Kaldi's VTLN, piecewise linear): training uses it as vocal
+    tract length perturbation (:attr:`~audioforge.asr.data.AsrDataConfig.vtlp`); 1.0 (no warp) at inference.
 
     Raises
     ------
@@ -85,7 +92,7 @@ def compute_fbank(
     cfg = config or FbankConfig()
     validate_audio(waveform, name="waveform", allow_multichannel=False)
     x = torch.as_tensor(waveform).to(torch.float32) * PCM_SCALE
-    return kaldi_fbank(x, generator=generator, **cfg.kaldi_options())
+    return kaldi_fbank(x, generator=generator, vtln_warp=vtln_warp, **cfg.kaldi_options())
 
 
 class StreamingFbank:
