@@ -35,6 +35,7 @@ def test_asr_recipe_smoke(tmp_path: Path) -> None:
     trained = json.loads((work / "train" / "train_config.json").read_text())
     assert trained["extra_train_manifests"] == [str(work / d / "manifest.jsonl")
                                                 for d in ("corpus_extra", "corpus_blend")]
+    assert trained["data"]["vtlp"] == [0.9, 1.1]  # the production run's augmentation is exercised
     systems = json.loads((work / "eval.json").read_text())
     assert any(k.startswith("u2 streaming") for k in systems) and any(k.startswith("u2 full") for k in systems)
     summary = json.loads((work / "export" / "export_summary.json").read_text())
