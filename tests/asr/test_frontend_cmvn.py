@@ -65,6 +65,10 @@ def test_fbank_bad_input() -> None:
         compute_fbank(np.zeros(0, dtype=np.float32))
     with pytest.raises(InvalidAudioError):
         compute_fbank(np.zeros(1000, dtype=np.int16))
+    x = np.zeros(1600, dtype=np.float32)
+    for warp, match in ((float("nan"), "finite"), (0.0, "> 0"), (-1.0, "> 0"), (5.0, "no FFT bin")):
+        with pytest.raises(InvalidParameterError, match=match):
+            compute_fbank(x, vtln_warp=warp)  # named errors from the VTLN checks, not a torch traceback
     with pytest.raises(InvalidParameterError):
         FbankConfig.from_dict({"num_mel_bins": 80, "bogus": 1})
     assert FbankConfig.from_dict(FbankConfig().to_dict()) == FbankConfig()
