@@ -193,3 +193,53 @@ def test_missing_extra_training_manifest_is_named(tmp_path: Path) -> None:
     train = Manifest([{"key": "a", "wav": "a.wav", "txt": "a"}], root=tmp_path)
     with pytest.raises(ManifestError, match="nowhere"):
         _with_extra(train, Manifest([], root=tmp_path), [tmp_path / "nowhere" / "manifest.jsonl"], "train")
+
+
+def test_init_from_bundle_fine_tunes_from_its_weights(tone_manifest: Path, tmp_path: Path) -> None:  # noqa: F811
+    import json
+
+    base = train_asr(tiny_train_config(tone_manifest, tmp_path / "base", max_steps=10))
+    # lr 0: the fine-tuned bundle must hold exactly the base weights, tokenizer and CMVN (nothing re-initialised)
+    cfg = tiny_train_config(tone_manifest, tmp_path / "tuned", max_steps=5)
+    cfg["optim"] = {"lr": 0.0, "warmup_steps": 2, "weight_decay": 0.0}
+    cfg["init_from"] = str(tmp_path / "base" / "bundle")
+    tuned = train_asr(cfg)
+    assert set(tuned.state_dict) == set(base.state_dict)
+    for k, v in base.state_dict.items():
+        assert torch.equal(tuned.state_dict[k], v), k
+    assert tuned.labels == base.labels and tuned.hyperparameters["cmvn"] == base.hyperparameters["cmvn"]
+    assert tuned.metrics["init_from"]["train_steps"] == 10 and tuned.metrics["train_steps"] == 5
+    saved = json.loads((tmp_path / "tuned" / "global_cmvn.json").read_text())
+    assert saved["mean_stat"] == pytest.approx(base.hyperparameters["cmvn"]["mean_stat"])
+    # a real learning rate moves the weights; the first validation already sees the trained model
+    cfg = tiny_train_config(tone_manifest, tmp_path / "moved", max_steps=5)
+    cfg["optim"] = {"lr": 0.001, "warmup_steps": 2}
+    cfg["init_from"] = str(tmp_path / "base" / "bundle")
+    train_asr(cfg)
+    scratch_first = _val_losses(tmp_path / "base")[0][1]
+    assert _val_losses(tmp_path / "moved")[0][1] < scratch_first
+
+
+def test_init_from_refuses_what_does_not_fit(tone_manifest: Path, tmp_path: Path) -> None:  # noqa: F811
+    from audioforge.asr.train import prepare_init_from
+
+    train_asr(tiny_train_config(tone_manifest, tmp_path / "base", max_steps=5))
+    src = tmp_path / "base" / "bundle"
+    with pytest.raises(CheckpointError, match="not an ASR one"):
+        prepare_init_from("tagger", tmp_path / "w1")
+    with pytest.raises(CheckpointError):
+        prepare_init_from(tmp_path / "no-such-bundle", tmp_path / "w1")
+    bigger = {"encoder_conf": {**TINY_MODEL["encoder_conf"], "num_blocks": 3}}
+    with pytest.raises(InvalidParameterError, match=r"encoder_conf\.num_blocks: bundle 2, config 3"):
+        prepare_init_from(src, tmp_path / "w2", model=bigger)
+    # dropout rates and loss weights are training-time settings and may change
+    _, mc, _, _ = prepare_init_from(src, tmp_path / "w3", model={"encoder_conf": {"dropout_rate": 0.3},
+                                                                  "model_conf": {"ctc_weight": 0.5}})
+    assert mc["encoder_conf"]["dropout_rate"] == 0.3 and mc["model_conf"]["ctc_weight"] == 0.5
+    with pytest.raises(InvalidParameterError, match="symbols the bundle's tokenizer lacks"):
+        prepare_init_from(src, tmp_path / "w4", train=[{"txt": "call 911 now"}])
+    other = tmp_path / "w5"
+    other.mkdir()
+    (other / "tokenizer.json").write_text(build_tokenizer(["xyz"], {"type": "char"}).to_json())
+    with pytest.raises(CheckpointError, match="another tokenizer"):
+        prepare_init_from(src, other)

@@ -11,6 +11,11 @@
 3. the weights of the best ``average_best`` checkpoints are averaged into the returned bundle (also saved to
    ``work_dir/bundle``).
 
+Fine-tuning: ``init_from`` names an ASR bundle (folder or shipped name, e.g. ``"asr"``) whose weights, tokenizer and
+CMVN start a fresh run (:func:`prepare_init_from`); the optimizer and the learning-rate schedule start anew, so give
+a lower ``optim.lr`` and a short ``optim.warmup_steps``. A run that resumes from its own ``last.ckpt`` takes its
+weights from the checkpoint.
+
 ``trainer.precision`` ``"bf16-mixed"`` trains under bfloat16 autocast (weights, optimizer state and the losses stay
 float32); on this project's CPUs (AVX512-BF16) a step of the default model takes 2.4 s instead of 4.4 s.
 
@@ -32,7 +37,7 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 
-from ..bundle import Bundle
+from ..bundle import Bundle, check_state_dict
 from ..corpora.manifest import Manifest
 from ..errors import CheckpointError, InvalidParameterError
 from .cmvn import compute_cmvn_stats, load_cmvn, save_cmvn
@@ -52,6 +57,7 @@ __all__ = [
     "build_tokenizer",
     "compute_training_cmvn",
     "plot_training",
+    "prepare_init_from",
     "read_metrics",
     "train_asr",
 ]
@@ -118,6 +124,16 @@ DEFAULT_TRAIN_CONFIG: dict[str, Any] = {
         "precision": "32",
     },
     "decoding": {"chunk_size": 16, "num_left_chunks": -1},
+    "init_from": None,
+}
+
+# model settings a fine-tuning run may change (regularisation and loss weights); every other model setting comes
+# from the ``init_from`` bundle and must not be contradicted
+_TRAINING_TIME_KEYS = {
+    "encoder_conf": {"dropout_rate", "positional_dropout_rate", "attention_dropout_rate"},
+    "decoder_conf": {"dropout_rate", "positional_dropout_rate", "self_attention_dropout_rate",
+                     "src_attention_dropout_rate"},
+    "model_conf": {"ctc_weight", "reverse_weight", "lsm_weight", "length_normalized_loss"},
 }
 
 
@@ -359,7 +375,106 @@ def _with_extra(train: Manifest, valid: Manifest, paths: Sequence[str | os.PathL
     return Manifest(entries, root=train.root)
 
 
-def _prepare(cfg: dict[str, Any], work: Path) -> tuple[Manifest, Manifest, Tokenizer, dict[str, Any]]:
+def _model_overrides(bundle_model: Mapping[str, Any], wanted: Mapping[str, Any] | None, name: str) -> dict[str, Any]:
+    """The bundle's model configuration with the training-time settings of ``wanted`` applied; any other setting of
+    ``wanted`` that differs from the bundle's is an error (the weights would not fit or would mean something else)."""
+    out = copy.deepcopy(dict(bundle_model))
+    conflicts = []
+    for key, value in (wanted or {}).items():
+        if key in _TRAINING_TIME_KEYS and isinstance(value, Mapping):
+            section = dict(out.get(key) or {})
+            for k, v in value.items():
+                if k in _TRAINING_TIME_KEYS[key]:
+                    section[k] = v
+                elif section.get(k) != v:
+                    conflicts.append(f"{key}.{k}: bundle {section.get(k)!r}, config {v!r}")
+            out[key] = section
+        elif isinstance(value, Mapping):
+            have = out.get(key) if isinstance(out.get(key), Mapping) else {}
+            conflicts += [f"{key}.{k}: bundle {have.get(k)!r}, config {v!r}"
+                          for k, v in value.items() if have.get(k) != v]
+        elif out.get(key) != value:
+            conflicts.append(f"{key}: bundle {out.get(key)!r}, config {value!r}")
+    if conflicts:
+        raise InvalidParameterError(
+            f"init_from {name}: the configured model differs from the bundle's ({'; '.join(conflicts[:6])}); the "
+            "architecture comes from the bundle, so drop 'model' from the configuration or keep only dropout rates "
+            "and model_conf loss weights in it")
+    return out
+
+
+def prepare_init_from(
+    bundle: Bundle | str | os.PathLike[str],
+    work_dir: str | os.PathLike[str],
+    train: Sequence[Mapping[str, Any]] = (),
+    model: Mapping[str, Any] | None = None,
+) -> tuple[Tokenizer, dict[str, Any], dict[str, torch.Tensor], dict[str, Any]]:
+    """What a fine-tuning run takes from an ASR bundle: ``(tokenizer, model_config, state_dict, info)``.
+
+    The tokenizer and the global CMVN (part of ``model_config``) are the bundle's, so the weights see inputs
+    normalised as in their training; both are written to ``work_dir`` (``tokenizer.json``, ``global_cmvn.json``) so a
+    resumed run keeps them, and ``init_from.json`` records where the weights came from.
+
+    Parameters
+    ----------
+    bundle
+        An ASR bundle (object, folder or shipped name).
+    work_dir
+        The training folder.
+    train
+        Manifest entries (``txt``) of the training data: every transcript must be spelled with the bundle's symbols.
+    model
+        The run's ``model`` settings, if it gives any: only dropout rates and ``model_conf`` loss weights may differ
+        from the bundle's.
+
+    Raises
+    ------
+    CheckpointError
+        Not an ASR bundle, or its weights do not fit its own configuration, or ``work_dir`` already holds another
+        tokenizer.
+    InvalidParameterError
+        Transcripts with symbols the bundle's tokenizer lacks, or model settings contradicting the bundle's.
+    """
+    b = bundle if isinstance(bundle, Bundle) else Bundle.load(bundle)
+    name = str(b.path) if b.path is not None else "<in-memory bundle>"
+    if b.task != "asr":
+        raise CheckpointError(f"init_from {name}: a {b.task!r} bundle, not an ASR one; give a speech recogniser's "
+                              "bundle")
+    if "tokenizer" not in b.options or "cmvn" not in b.hyperparameters:
+        raise CheckpointError(f"init_from {name}: the bundle lacks its tokenizer or CMVN (not made by audioforge.asr)")
+    tokenizer = load_tokenizer(b.options["tokenizer"])
+    unknown: dict[str, int] = {}
+    for e in train:
+        if tokenizer.unk_id in tokenizer.encode(e["txt"]):
+            unknown[e["txt"]] = unknown.get(e["txt"], 0) + 1
+    if unknown:
+        examples = "; ".join(repr(t[:60]) for t in list(unknown)[:3])
+        raise InvalidParameterError(
+            f"init_from {name}: {sum(unknown.values())} training transcripts hold symbols the bundle's tokenizer "
+            f"lacks (e.g. {examples}); normalise them to its symbols {tokenizer.symbols[2:-1]} or train a new model")
+    model_config = _model_overrides(b.hyperparameters, model, name)
+    expected = build_u2_model(model_config).state_dict()
+    check_state_dict(b.state_dict, expected, what=f"init_from {name}: the bundle's weights")
+    work = Path(work_dir)
+    work.mkdir(parents=True, exist_ok=True)
+    tok_path = work / "tokenizer.json"
+    if tok_path.is_file() and load_tokenizer(tok_path.read_text(encoding="utf-8")).symbols != tokenizer.symbols:
+        raise CheckpointError(f"{tok_path} holds another tokenizer than init_from {name}; fine-tune in a new work_dir")
+    if not tok_path.is_file():
+        tok_path.write_text(tokenizer.to_json() + "\n", encoding="utf-8")
+    save_cmvn(model_config["cmvn"], work / "global_cmvn.json")
+    info = {"bundle": name, "train_steps": b.metrics.get("train_steps"),
+            "best_val_loss": b.metrics.get("best_val_loss")}
+    info_path = work / "init_from.json"
+    if not info_path.is_file():  # the first start records the origin; a resume keeps it
+        info_path.write_text(json.dumps(info) + "\n", encoding="utf-8")
+    state = {k: v.detach().clone() for k, v in b.state_dict.items()}
+    return tokenizer, model_config, state, info
+
+
+def _prepare(
+    cfg: dict[str, Any], work: Path, model: Mapping[str, Any] | None = None
+) -> tuple[Manifest, Manifest, Tokenizer, dict[str, Any], dict[str, torch.Tensor] | None]:
     if not cfg.get("train_manifest"):
         raise InvalidParameterError("the training configuration needs 'train_manifest' (a JSONL manifest path)")
     train = load_manifest(cfg["train_manifest"], split=cfg.get("train_split"))
@@ -368,6 +483,9 @@ def _prepare(cfg: dict[str, Any], work: Path) -> tuple[Manifest, Manifest, Token
     else:
         train, valid = AsrDataModule.split_valid(train, float(cfg.get("valid_fraction", 0.02)))
     train = _with_extra(train, valid, cfg.get("extra_train_manifests") or [], cfg.get("train_split"))
+    if cfg.get("init_from"):
+        tokenizer, model_config, state, _ = prepare_init_from(cfg["init_from"], work, list(train) + list(valid), model)
+        return train, valid, tokenizer, model_config, state
     tok_path = work / "tokenizer.json"
     if tok_path.is_file():
         tokenizer = load_tokenizer(tok_path.read_text(encoding="utf-8"))
@@ -381,7 +499,7 @@ def _prepare(cfg: dict[str, Any], work: Path) -> tuple[Manifest, Manifest, Token
         cmvn = compute_training_cmvn(train, max_utterances=cfg["cmvn"].get("max_utterances"), seed=int(cfg["seed"]))
         save_cmvn(cmvn, cmvn_path)
     model_config = {**copy.deepcopy(cfg["model"]), "input_dim": 80, "vocab_size": tokenizer.vocab_size, "cmvn": cmvn}
-    return train, valid, tokenizer, model_config
+    return train, valid, tokenizer, model_config, None
 
 
 def train_asr(config: Mapping[str, Any], *, progress: bool = False) -> Bundle:
@@ -429,12 +547,15 @@ def train_asr(config: Mapping[str, Any], *, progress: bool = False) -> Bundle:
     if int(tr["num_threads"]) > 0:
         torch.set_num_threads(int(tr["num_threads"]))
     pl.seed_everything(int(cfg["seed"]), workers=True, verbose=False)
-    train, valid, tokenizer, model_config = _prepare(cfg, work)
+    train, valid, tokenizer, model_config, init_state = _prepare(cfg, work, config.get("model"))
     (work / "model_config.json").write_text(json.dumps(model_config) + "\n", encoding="utf-8")
     (work / "train_config.json").write_text(json.dumps(cfg, indent=2) + "\n", encoding="utf-8")
     frontend = FbankConfig()
     dm = AsrDataModule(train, valid, tokenizer, frontend=frontend, config=data_cfg)
     module = U2LightningModule(model_config, cfg["optim"], int(tr["num_threads"]))
+    last = work / "checkpoints" / "last.ckpt"
+    if init_state is not None and not last.is_file():  # a resumed run takes its weights from its checkpoint
+        module.model.load_state_dict(init_state)
     ckpt_dir = work / "checkpoints"
     from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.loggers import CSVLogger
@@ -471,7 +592,6 @@ def train_asr(config: Mapping[str, Any], *, progress: bool = False) -> Bundle:
         use_distributed_sampler=False,
         deterministic=False,
     )
-    last = ckpt_dir / "last.ckpt"
     trainer.fit(module, datamodule=dm, ckpt_path=str(last) if last.is_file() else None)
     if not trainer.is_global_zero:
         return Bundle(task="asr", architecture="u2", hyperparameters=model_config, state_dict={})
@@ -502,6 +622,8 @@ def bundle_from_checkpoints(
     except (OSError, KeyError, RuntimeError):
         pass
     metrics: dict[str, Any] = {"train_steps": step, "averaged_checkpoints": [p.name for p in paths]}
+    if (work / "init_from.json").is_file():  # fine-tuned: where the first weights came from (steps before these)
+        metrics["init_from"] = json.loads((work / "init_from.json").read_text(encoding="utf-8"))
     if best:
         metrics["best_val_loss"] = float(_CKPT_RE.search(best[0].name).group(2).rstrip("."))  # type: ignore[union-attr]
     rec = Recognizer(model, tokenizer, config=decoding or DecodingConfig(reverse_weight=model.reverse_weight),
