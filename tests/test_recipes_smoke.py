@@ -48,6 +48,28 @@ def test_asr_recipe_smoke(tmp_path: Path) -> None:
          "--stages", "snapshot,evaluate", "--max-utterances", "2", "--no-pocketsphinx")
     systems = json.loads((work / "eval.json").read_text())
     assert all(v["utterances"] == 2 for v in systems.values())
+    # a continuation (continue.json's form): a fresh run in its own folder from the first run's bundle
+    cont = json.loads((REPO / "recipes/asr/smoke.json").read_text())
+    cont["train_dir"] = "train_ft"
+    cont["train"] = {**cont["train"], "init_from": str(work / "train" / "bundle"),
+                     "optim": {"lr": 0.0005, "warmup_steps": 2},
+                     "trainer": {**cont["train"]["trainer"], "max_steps": 6}}
+    (tmp_path / "cont.json").write_text(json.dumps(cont))
+    _run(REPO / "recipes/asr/run.py", "--config", tmp_path / "cont.json", "--work-dir", work, "--stages", "train")
+    tuned = json.loads((work / "train_ft" / "bundle" / "config.json").read_text())["metrics"]
+    assert tuned["init_from"]["train_steps"] == 12 and tuned["train_steps"] == 6
+    assert (work / "train" / "checkpoints" / "last.ckpt").is_file()  # the first run's folder is left as it was
+
+
+@pytest.mark.parametrize("name", ["corpus", "a/b", "", ".hidden", "corpus_blend"])
+def test_asr_recipe_rejects_a_bad_train_dir(tmp_path: Path, name: str) -> None:
+    cfg = {**json.loads((REPO / "recipes/asr/smoke.json").read_text()), "train_dir": name}
+    (tmp_path / "bad.json").write_text(json.dumps(cfg))
+    cmd = [sys.executable, str(REPO / "recipes/asr/run.py"), "--config", str(tmp_path / "bad.json"),
+           "--work-dir", str(tmp_path / "w"), "--stages", "corpus"]
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0 and "train_dir" in proc.stderr, proc.stderr[-2000:]
+    assert not (tmp_path / "w" / "corpus").exists()
 
 
 def test_ddsp_recipe_smoke(tmp_path: Path) -> None:

@@ -97,10 +97,22 @@ def supplements(cfg: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     return out
 
 
+def train_dir(cfg: dict[str, Any], work: Path) -> Path:
+    """The training folder in the work dir: ``train``, or the config's ``"train_dir"`` (a continuation run that
+    starts from a bundle with ``train.init_from`` trains in a folder of its own, beside the corpus it shares)."""
+    name = cfg.get("train_dir", "train")
+    if not isinstance(name, str) or not name or "/" in name or name in ("corpus", "export") or name.startswith("."):
+        raise SystemExit(f"train_dir: give a folder name in the work dir (not corpus or export), got {name!r}")
+    if any(name == n for n, _ in supplements(cfg)):
+        raise SystemExit(f"train_dir {name!r} is also a supplement's folder; give it a name of its own")
+    return work / name
+
+
 def train_config(cfg: dict[str, Any], work: Path) -> dict[str, Any]:
     """The :func:`audioforge.asr.train.train_asr` configuration of the recipe."""
     extra = [str(work / name / "manifest.jsonl") for name, _ in supplements(cfg)]
-    return {**cfg["train"], "work_dir": str(work / "train"), "train_manifest": str(work / "corpus" / "manifest.jsonl"),
+    return {**cfg["train"], "work_dir": str(train_dir(cfg, work)),
+            "train_manifest": str(work / "corpus" / "manifest.jsonl"),
             "train_split": "train", "extra_train_manifests": extra}
 
 
@@ -118,7 +130,7 @@ def stage_snapshot(cfg: dict[str, Any], work: Path) -> None:
     from audioforge.asr.tokenizer import load_tokenizer
     from audioforge.asr.train import bundle_from_checkpoints
 
-    train = work / "train"
+    train = train_dir(cfg, work)
     for name in ("tokenizer.json", "model_config.json"):
         if not (train / name).is_file():
             raise SystemExit(f"snapshot: {train / name} is missing; run the train stage first")
@@ -171,7 +183,7 @@ def stage_lm(cfg: dict[str, Any], work: Path) -> dict[str, Any]:
 
     c = cfg["lm"]
     torch.set_num_threads(1)
-    bundle_dir = work / "train" / "bundle"
+    bundle_dir = train_dir(cfg, work) / "bundle"
     rec = Recognizer.from_bundle(bundle_dir, lm_weight=0.0)
     tok = rec.tokenizer
     settings = {"order": int(c["order"]), "min_counts": c.get("min_counts"), "max_sentences": c.get("max_sentences"),
@@ -235,7 +247,7 @@ def stage_evaluate(cfg: dict[str, Any], work: Path) -> dict[str, Any]:
     torch.set_num_threads(int(e.get("threads", 1)))
     t = time.time()
     test = load_manifest(work / "corpus" / "manifest.jsonl", split="test")  # read once for scoring and grouping
-    results = evaluate_bundle(work / "train" / "bundle", test, split=None,
+    results = evaluate_bundle(train_dir(cfg, work) / "bundle", test, split=None,
                               chunk_size=int(e["chunk_size"]), pocketsphinx=bool(e["pocketsphinx"]),
                               max_utterances=e.get("max_utterances"))
     table = format_table(results)
@@ -258,7 +270,7 @@ def stage_export(cfg: dict[str, Any], work: Path) -> dict[str, Any]:
     x = cfg["export"]
     t = time.time()
     manifest = Manifest.load(work / "corpus" / "manifest.jsonl")
-    res = export_asr(work / "train" / "bundle", work / "export", int8=x["int8"], calibration=manifest,
+    res = export_asr(train_dir(cfg, work) / "bundle", work / "export", int8=x["int8"], calibration=manifest,
                      calibration_split="train", max_samples=int(x["max_samples"]), method=x["method"],
                      keep_float=x.get("keep_float", []), test_manifest=manifest, test_split="test",
                      max_test_utterances=x.get("max_test_utterances"))
@@ -286,7 +298,7 @@ def stage_ship(cfg: dict[str, Any], work: Path) -> None:
         "int8 size ratio": ex["sizes"]["int8"] / ex["sizes"]["fp32"] <= f["int8_size_ratio"],
         "int8 CER within +0.5": ex["metrics"]["CER int8"] - ex["metrics"]["CER fp32"] <= f["int8_cer_delta"],
     }
-    bundle = work / "train" / "bundle"
+    bundle = train_dir(cfg, work) / "bundle"
     size_mb = sum(p.stat().st_size for p in bundle.iterdir()) / 1e6
     checks[f"bundle {size_mb:.1f} MB <= {s['max_mb']} MB"] = size_mb <= float(s["max_mb"])
     for name, ok in checks.items():
@@ -317,21 +329,21 @@ def status(cfg: dict[str, Any], work: Path) -> dict[str, Any]:
         out["corpus_utterances"] = len(rows)
         out["corpus_hours"] = round(sum(r.get("duration", 0.0) for r in rows) / 3600, 3)
         out["corpus_target_hours"] = cfg["corpus"]["hours"]
-    if (work / "train" / "logs").is_dir():
+    if (train_dir(cfg, work) / "logs").is_dir():
         from audioforge.asr.train import read_metrics
 
-        rows = read_metrics(work / "train")
+        rows = read_metrics(train_dir(cfg, work))
         if rows:
             from audioforge.asr.train import plot_training
 
-            out["training_plot"] = str(plot_training(work / "train", work / "training.png"))
+            out["training_plot"] = str(plot_training(train_dir(cfg, work), work / "training.png"))
         out["train_step_logged"] = int(max((r.get("step", 0) for r in rows), default=0))
         val = [r for r in rows if "val_loss" in r]
         if val:
             out["dev_loss"] = val[-1]["val_loss"]
             out["dev_token_error_rate_pct"] = round(100 * val[-1]["val_token_error_rate"], 2)
             out["dev_at_step"] = int(val[-1]["step"])
-        last = work / "train" / "checkpoints" / "last.ckpt"
+        last = train_dir(cfg, work) / "checkpoints" / "last.ckpt"
         if last.is_file():
             import torch
 
@@ -367,6 +379,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.no_pocketsphinx:
         cfg["evaluate"]["pocketsphinx"] = False
     supplements(cfg)  # a malformed corpus_extra fails here, not after hours of corpus generation
+    train_dir(cfg, Path("."))  # so does a bad train_dir
     work = args.work_dir.expanduser()
     work.mkdir(parents=True, exist_ok=True)
     if args.status:
