@@ -51,7 +51,7 @@ def test_transcribe_onnx_backend(tiny_bundle: Path, wav: Path, tmp_path: Path) -
     assert res.exit_code == 0, res.output
 
 
-def test_cli_errors(tiny_bundle: Path, wav: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_cli_errors(tiny_bundle: Path, wav: Path, tone_manifest: Path, tmp_path: Path) -> None:  # noqa: F811
     res = runner.invoke(app, ["transcribe", str(wav), "--bundle", str(tiny_bundle), "--backend", "tflite"])
     assert isinstance(res.exception, InvalidParameterError)
     res = runner.invoke(app, ["transcribe", str(wav), "--bundle", str(tmp_path / "none")])
@@ -62,6 +62,12 @@ def test_cli_errors(tiny_bundle: Path, wav: Path, tmp_path: Path) -> None:  # no
     bad.write_text("{not json", encoding="utf-8")
     res = runner.invoke(app, ["asr", "train", str(bad)])
     assert isinstance(res.exception, InvalidParameterError)
+    good = tmp_path / "ft.json"
+    good.write_text(json.dumps({"work_dir": str(tmp_path / "ft"), "train_manifest": str(tone_manifest)}))
+    res = runner.invoke(app, ["asr", "train", str(good), "--init-from", "tagger"])  # a tagging bundle
+    assert isinstance(res.exception, CheckpointError) and "not an ASR one" in str(res.exception)
+    res = runner.invoke(app, ["asr", "train", str(good), "--init-from", str(tmp_path / "nothing-here")])
+    assert isinstance(res.exception, CheckpointError)
 
 
 def test_asr_evaluate_command(tiny_bundle: Path, tone_manifest: Path) -> None:  # noqa: F811

@@ -160,6 +160,10 @@ def export_asr_cmd(
 def train_cmd(
     config: Path = typer.Argument(..., help="JSON training configuration (see audioforge.asr.train)."),
     progress: bool = typer.Option(False, "--progress", help="Show Lightning's progress bar."),
+    init_from: str | None = typer.Option(
+        None, "--init-from",
+        help="Fine-tune: start from this ASR bundle's weights, tokenizer and CMVN (folder or shipped name, e.g. asr); "
+             "overrides the configuration's init_from. Give the configuration a lower optim.lr."),
 ) -> None:
     """Train (or resume) a U2 model; writes WORK_DIR/bundle."""
     from ..asr.train import train_asr
@@ -171,6 +175,8 @@ def train_cmd(
         raise InvalidParameterError(f"cannot read the training configuration {config}: {exc}") from exc
     if not isinstance(cfg, dict):
         raise InvalidParameterError(f"{config} must hold a JSON object")
+    if init_from is not None:
+        cfg["init_from"] = init_from
     bundle = train_asr(cfg, progress=progress)
     typer.echo(json.dumps(bundle.metrics))
     typer.echo(f"bundle: {bundle.path}")
