@@ -221,6 +221,8 @@ def test_init_from_bundle_fine_tunes_from_its_weights(tone_manifest: Path, tmp_p
 
 
 def test_init_from_refuses_what_does_not_fit(tone_manifest: Path, tmp_path: Path) -> None:  # noqa: F811
+    import json
+
     from audioforge.asr.train import prepare_init_from
 
     train_asr(tiny_train_config(tone_manifest, tmp_path / "base", max_steps=5))
@@ -236,6 +238,11 @@ def test_init_from_refuses_what_does_not_fit(tone_manifest: Path, tmp_path: Path
     _, mc, _, _ = prepare_init_from(src, tmp_path / "w3", model={"encoder_conf": {"dropout_rate": 0.3},
                                                                   "model_conf": {"ctc_weight": 0.5}})
     assert mc["encoder_conf"]["dropout_rate"] == 0.3 and mc["model_conf"]["ctc_weight"] == 0.5
+    # a resumed run keeps the CMVN it started with (the bundle may have been replaced since)
+    saved = json.loads((tmp_path / "w3" / "global_cmvn.json").read_text())
+    saved["frame_num"] = 2 * saved["frame_num"]
+    (tmp_path / "w3" / "global_cmvn.json").write_text(json.dumps(saved))
+    assert prepare_init_from(src, tmp_path / "w3")[1]["cmvn"]["frame_num"] == saved["frame_num"]
     with pytest.raises(InvalidParameterError, match="symbols the bundle's tokenizer lacks"):
         prepare_init_from(src, tmp_path / "w4", train=[{"txt": "call 911 now"}])
     other = tmp_path / "w5"

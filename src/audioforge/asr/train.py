@@ -462,7 +462,11 @@ def prepare_init_from(
         raise CheckpointError(f"{tok_path} holds another tokenizer than init_from {name}; fine-tune in a new work_dir")
     if not tok_path.is_file():
         tok_path.write_text(tokenizer.to_json() + "\n", encoding="utf-8")
-    save_cmvn(model_config["cmvn"], work / "global_cmvn.json")
+    cmvn_path = work / "global_cmvn.json"
+    if cmvn_path.is_file():  # a resumed run keeps the statistics it started with, even if the bundle was replaced
+        model_config["cmvn"] = load_cmvn(cmvn_path)
+    else:
+        save_cmvn(model_config["cmvn"], cmvn_path)
     info = {"bundle": name, "train_steps": b.metrics.get("train_steps"),
             "best_val_loss": b.metrics.get("best_val_loss")}
     info_path = work / "init_from.json"
