@@ -63,13 +63,21 @@ def test_asr_recipe_smoke(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("name", ["corpus", "a/b", "", ".hidden", "corpus_blend"])
 def test_asr_recipe_rejects_a_bad_train_dir(tmp_path: Path, name: str) -> None:
-    cfg = {**json.loads((REPO / "recipes/asr/smoke.json").read_text()), "train_dir": name}
+    stderr = _refused_asr_corpus_stage(tmp_path, {"train_dir": name})
+    assert "train_dir" in stderr, stderr[-2000:]
+
+
+def _refused_asr_corpus_stage(tmp_path: Path, change: dict) -> str:
+    """Run the ASR recipe's corpus stage with smoke.json changed by ``change``; assert it fails before generating
+    anything and return its stderr."""
+    cfg = {**json.loads((REPO / "recipes/asr/smoke.json").read_text()), **change}
     (tmp_path / "bad.json").write_text(json.dumps(cfg))
     cmd = [sys.executable, str(REPO / "recipes/asr/run.py"), "--config", str(tmp_path / "bad.json"),
            "--work-dir", str(tmp_path / "w"), "--stages", "corpus"]
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120)
-    assert proc.returncode != 0 and "train_dir" in proc.stderr, proc.stderr[-2000:]
-    assert not (tmp_path / "w" / "corpus").exists()
+    assert proc.returncode != 0, proc.stdout[-2000:]
+    assert not (tmp_path / "w" / "corpus").exists()  # refused before any generation
+    return proc.stderr
 
 
 def test_ddsp_recipe_smoke(tmp_path: Path) -> None:
@@ -92,13 +100,8 @@ def test_ddsp_recipe_smoke(tmp_path: Path) -> None:
                                    [{"dir": "corpus", "hours": 1, "engines": ["piper"]}],
                                    [{"hours": 1, "engines": ["piper"]}, {"dir": "corpus_extra", "hours": 1}]])
 def test_asr_recipe_rejects_ambiguous_supplements(tmp_path: Path, extra: list) -> None:
-    cfg = {**json.loads((REPO / "recipes/asr/smoke.json").read_text()), "corpus_extra": extra}
-    (tmp_path / "bad.json").write_text(json.dumps(cfg))
-    cmd = [sys.executable, str(REPO / "recipes/asr/run.py"), "--config", str(tmp_path / "bad.json"),
-           "--work-dir", str(tmp_path / "w"), "--stages", "corpus"]
-    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120)
-    assert proc.returncode != 0 and "corpus_extra" in proc.stderr and '"dir"' in proc.stderr, proc.stderr[-2000:]
-    assert not (tmp_path / "w" / "corpus").exists()  # refused before any generation
+    stderr = _refused_asr_corpus_stage(tmp_path, {"corpus_extra": extra})
+    assert "corpus_extra" in stderr and '"dir"' in stderr, stderr[-2000:]
 
 
 def test_tagging_recipe_smoke(tmp_path: Path) -> None:
