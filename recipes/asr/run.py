@@ -329,21 +329,22 @@ def status(cfg: dict[str, Any], work: Path) -> dict[str, Any]:
         out["corpus_utterances"] = len(rows)
         out["corpus_hours"] = round(sum(r.get("duration", 0.0) for r in rows) / 3600, 3)
         out["corpus_target_hours"] = cfg["corpus"]["hours"]
-    if (train_dir(cfg, work) / "logs").is_dir():
+    train = train_dir(cfg, work)
+    if (train / "logs").is_dir():
         from audioforge.asr.train import read_metrics
 
-        rows = read_metrics(train_dir(cfg, work))
+        rows = read_metrics(train)
         if rows:
             from audioforge.asr.train import plot_training
 
-            out["training_plot"] = str(plot_training(train_dir(cfg, work), work / "training.png"))
+            out["training_plot"] = str(plot_training(train, work / "training.png"))
         out["train_step_logged"] = int(max((r.get("step", 0) for r in rows), default=0))
         val = [r for r in rows if "val_loss" in r]
         if val:
             out["dev_loss"] = val[-1]["val_loss"]
             out["dev_token_error_rate_pct"] = round(100 * val[-1]["val_token_error_rate"], 2)
             out["dev_at_step"] = int(val[-1]["step"])
-        last = train_dir(cfg, work) / "checkpoints" / "last.ckpt"
+        last = train / "checkpoints" / "last.ckpt"
         if last.is_file():
             import torch
 

@@ -557,10 +557,10 @@ def train_asr(config: Mapping[str, Any], *, progress: bool = False) -> Bundle:
     frontend = FbankConfig()
     dm = AsrDataModule(train, valid, tokenizer, frontend=frontend, config=data_cfg)
     module = U2LightningModule(model_config, cfg["optim"], int(tr["num_threads"]))
-    last = work / "checkpoints" / "last.ckpt"
+    ckpt_dir = work / "checkpoints"
+    last = ckpt_dir / "last.ckpt"
     if init_state is not None and not last.is_file():  # a resumed run takes its weights from its checkpoint
         module.model.load_state_dict(init_state)
-    ckpt_dir = work / "checkpoints"
     from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.loggers import CSVLogger
 
